@@ -1,1 +1,145 @@
-//! cli
+//! The command line: one binary, the commands of CONTRACT.md. Every failure ends in
+//! one line naming the problem and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::cache::{MemoryCache, RedisCache, SharedCache};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::Store;
+use crate::web::{App, Services, shutdown_signal};
+use crate::wechat::api::{ApiClient, ApiClientConfig};
+use crate::wechat::menu::load_menu;
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(
+    name = "campus-pay",
+    version,
+    about = "校园缴费: the fee-payment platform of a college"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a complete demo school on the embedded defaults, with the built-in sandbox.
+    Demo,
+    /// Serve for real with the CAMPUSPAY_* configuration.
+    Serve {
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// The official account's menu.
+    Menu {
+        #[command(subcommand)]
+        action: MenuAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MenuAction {
+    /// Push a menu definition to the official account.
+    Push {
+        /// The menu JSON (the menu API's own shape).
+        #[arg(default_value = "menus/default.json")]
+        file: PathBuf,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` puts the whole chain of context on one line.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo => crate::demo::run().await,
+        Command::Serve { no_migrate } => serve(!no_migrate).await,
+        Command::Migrate => migrate().await,
+        Command::Menu {
+            action: MenuAction::Push { file },
+        } => push_menu(&file).await,
+    }
+}
+
+async fn serve(migrate: bool) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    for line in config.summary() {
+        tracing::info!("{line}");
+    }
+    let services = Services::connect(&config, migrate).await?;
+    let app = App::build(config, services).await?;
+    tracing::info!("campus-pay listening on http://{}", app.local_addr()?);
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store = Store::connect(config.database_url.expose_secret())
+        .await
+        .context("cannot open the database (CAMPUSPAY_DATABASE_URL)")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the database migrations")?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn push_menu(file: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let Some(wechat) = &config.wechat else {
+        bail!("CAMPUSPAY_WECHAT_APPID: the official account must be configured to push a menu");
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let menu = load_menu(&text, &config.public_url)
+        .with_context(|| format!("{} is not a menu WeChat accepts", file.display()))?;
+    let cache: SharedCache = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisCache::connect(url.expose_secret(), "campus-pay:")
+                .await
+                .context("cannot reach Redis (CAMPUSPAY_REDIS_URL)")?,
+        ),
+        None => Arc::new(MemoryCache::new(Clock::system())),
+    };
+    let api = ApiClient::new(
+        ApiClientConfig {
+            appid: wechat.appid.clone(),
+            secret: wechat.secret.clone(),
+            api_base: config.wechat_api_base.clone(),
+        },
+        cache,
+    )?;
+    api.menu_create(&menu)
+        .await
+        .context("WeChat refused the menu")?;
+    println!("menu pushed: WeChat answered errcode 0 (ok)");
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `campus-pay demo`: a complete demo school on the embedded defaults (SQLite file,
+//! in-process cache) with the sandbox playing WeChat. Needs no credentials and reaches
+//! no network.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use rand::RngExt;
+
+use crate::config::{Config, Variables};
+use crate::sandbox::wechat_api::WechatSandbox;
+use crate::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
+use crate::web::{App, Services, shutdown_signal};
+use crate::wechat::crypto::EncodingAesKey;
+
+const DEMO_APPID: &str = "wxd3m0campuspay01";
+const DEMO_ACCOUNT: &str = "gh_campuspay_demo";
+const DEMO_TOKEN: &str = "campuspaydemo";
+const DEMO_DATABASE: &str = "sqlite://data/campus-pay-demo.db?mode=rwc";
+
+pub async fn run() -> anyhow::Result<()> {
+    let secret = random_alphanumeric(32);
+    let aes_key = random_alphanumeric(43);
+    let sandbox = WechatSandbox::spawn(DEMO_APPID, &secret)
+        .await
+        .context("cannot start the WeChat sandbox")?;
+    let listen = std::env::var("CAMPUSPAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let public_url = format!("http://{listen}");
+    let api_base = sandbox.base_url().to_string();
+    let config = Config::from_variables(&Variables::from_pairs([
+        ("CAMPUSPAY_LISTEN", listen.as_str()),
+        ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
+        ("CAMPUSPAY_DATABASE_URL", DEMO_DATABASE),
+        ("CAMPUSPAY_WECHAT_APPID", DEMO_APPID),
+        ("CAMPUSPAY_WECHAT_SECRET", secret.as_str()),
+        ("CAMPUSPAY_WECHAT_TOKEN", DEMO_TOKEN),
+        ("CAMPUSPAY_WECHAT_AES_KEY", aes_key.as_str()),
+        ("CAMPUSPAY_WECHAT_API_BASE", api_base.as_str()),
+        ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base.as_str()),
+    ]))?;
+    let services = Services::connect(&config, true).await?;
+    let app = App::build(config, services).await?;
+    let address = app.local_addr()?;
+    let push = WechatPush {
+        token: DEMO_TOKEN.into(),
+        appid: DEMO_APPID.into(),
+        aes_key: Some(EncodingAesKey::parse(&aes_key)?),
+    };
+    let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
+    print_banner(address, &sandbox);
+    show_a_conversation(address, &push).await?;
+    print_try_it_yourself(address, &push);
+    server.await.context("the server task failed")?
+}
+
+fn random_alphanumeric(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
+}
+
+fn print_banner(address: SocketAddr, sandbox: &WechatSandbox) {
+    println!();
+    println!("campus-pay demo (embedded defaults: {DEMO_DATABASE}, in-process cache)");
+    println!("  webhook          http://{address}/wechat   (token {DEMO_TOKEN}, safe mode on)");
+    println!("  health           http://{address}/healthz");
+    println!("  WeChat sandbox   {}", sandbox.base_url());
+    println!();
+}
+
+/// Plays WeChat once: the server check, a new follower in safe mode, a keyword in
+/// plaintext, and prints what the account answered.
+async fn show_a_conversation(address: SocketAddr, push: &WechatPush) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let webhook = format!("http://{address}/wechat");
+    let echo = client
+        .get(format!(
+            "{webhook}?{}",
+            push.verification_query("demo-echo-123")
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    println!("WeChat's server check → echoed {echo:?}");
+    let now = chrono::Utc::now().timestamp();
+    let follower = "oDemoFollower000000000000001";
+    let conversation = [
+        (
+            "a new follower (safe mode)",
+            wechat_push::subscribe_xml(DEMO_ACCOUNT, follower, now, None),
+            EncryptionMode::Safe,
+        ),
+        (
+            "the follower types 缴费 (plaintext mode)",
+            wechat_push::text_xml(DEMO_ACCOUNT, follower, "缴费", 1, now),
+            EncryptionMode::Plaintext,
+        ),
+    ];
+    for (what, xml, mode) in conversation {
+        let post = push.signed_post(&xml, mode);
+        let response = client
+            .post(format!("{webhook}?{}", post.query))
+            .body(post.body.clone())
+            .send()
+            .await?
+            .text()
+            .await?;
+        let reply = push
+            .open_reply(&post, &response)
+            .map_err(|e| anyhow::anyhow!("cannot open the reply: {e}"))?;
+        println!("\n{what} → the account replied:\n{reply}");
+    }
+    Ok(())
+}
+
+fn print_try_it_yourself(address: SocketAddr, push: &WechatPush) {
+    let xml = wechat_push::text_xml(
+        DEMO_ACCOUNT,
+        "oDemoFollower000000000000002",
+        "帮助",
+        2,
+        chrono::Utc::now().timestamp(),
+    );
+    let post = push.signed_post(&xml, EncryptionMode::Plaintext);
+    println!("\nSend a message yourself (valid for 5 minutes, WeChat's replay window):");
+    println!(
+        "  curl -s 'http://{address}/wechat?{}' --data-binary '{}'",
+        post.query,
+        post.body.replace('\'', "'\\''")
+    );
+    println!("\nPress Ctrl-C to stop.");
+}

@@ -1,0 +1,92 @@
+//! `orders`: one attempt to pay some fee items through one channel.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Our order number as the channel knows it (at most 32 characters).
+    #[sea_orm(unique)]
+    pub out_trade_no: String,
+    pub student_id: i64,
+    pub channel: PaymentChannel,
+    pub amount_fen: i64,
+    pub status: OrderStatus,
+    /// The channel's own transaction number, once paid.
+    pub channel_trade_no: Option<String>,
+    pub payer_openid: Option<String>,
+    pub expires_at: DateTimeUtc,
+    pub paid_at: Option<DateTimeUtc>,
+    pub closed_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum OrderStatus {
+    #[sea_orm(string_value = "created")]
+    Created,
+    #[sea_orm(string_value = "paid")]
+    Paid,
+    #[sea_orm(string_value = "closed")]
+    Closed,
+    #[sea_orm(string_value = "refunded")]
+    Refunded,
+}
+
+/// How the student pays: the provider and the kind of page or code it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum PaymentChannel {
+    /// WeChat Pay inside WeChat (H5 pages).
+    #[sea_orm(string_value = "wechat_jsapi")]
+    WechatJsapi,
+    /// WeChat Pay by scanning a QR code (PC portal).
+    #[sea_orm(string_value = "wechat_native")]
+    WechatNative,
+    #[sea_orm(string_value = "alipay")]
+    Alipay,
+    /// Agricultural Bank of China, its payment page.
+    #[sea_orm(string_value = "abc_page")]
+    AbcPage,
+    /// Agricultural Bank of China, by scanning a code.
+    #[sea_orm(string_value = "abc_scan")]
+    AbcScan,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::students::Entity",
+        from = "Column::StudentId",
+        to = "super::students::Column::Id"
+    )]
+    Student,
+    #[sea_orm(has_many = "super::order_items::Entity")]
+    OrderItems,
+    #[sea_orm(has_many = "super::payment_notifications::Entity")]
+    PaymentNotifications,
+}
+
+impl Related<super::students::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Student.def()
+    }
+}
+
+impl Related<super::order_items::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::OrderItems.def()
+    }
+}
+
+impl Related<super::payment_notifications::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::PaymentNotifications.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,38 @@
+//! The one error type handlers return. Internals are logged with the request's span
+//! and never shown: the person sees a short message in the pages' language.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            AppError::NotFound => (StatusCode::NOT_FOUND, "页面不存在".to_owned()),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "请先登录".to_owned()),
+            AppError::Forbidden => (StatusCode::FORBIDDEN, "没有权限".to_owned()),
+            AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason.clone()),
+            AppError::Internal(error) => {
+                tracing::error!(error.cause_chain = ?error, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "系统繁忙，请稍后再试".to_owned(),
+                )
+            }
+        };
+        (status, message).into_response()
+    }
+}

@@ -1,0 +1,121 @@
+//! The binary itself: commands, their output, their exit codes.
+
+use std::process::{Command, Output};
+
+use crate::support::spawn_app;
+
+fn campus_pay(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_campus-pay"));
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Only what the test gives: the developer's own CAMPUSPAY_* must not leak in.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAMPUSPAY_")) {
+        command.env_remove(key);
+    }
+    command.env("RUST_LOG", "error");
+    command.envs(env.iter().copied());
+    command.output().expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn menu_push_publishes_the_default_menu_and_reports_wechats_answer() {
+    let app = spawn_app().await;
+    let base = app.sandbox.base_url().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("CAMPUSPAY_PUBLIC_URL", "https://pay.example.edu.cn"),
+            ("CAMPUSPAY_WECHAT_APPID", crate::support::APPID),
+            ("CAMPUSPAY_WECHAT_SECRET", crate::support::SECRET),
+            ("CAMPUSPAY_WECHAT_TOKEN", crate::support::TOKEN),
+            ("CAMPUSPAY_WECHAT_API_BASE", base.as_str()),
+        ];
+        campus_pay(&["menu", "push"], &env)
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("errcode 0"));
+    let menus = app.sandbox.menus();
+    assert_eq!(menus.len(), 1);
+    let menu = menus[0].to_string();
+    assert!(menu.contains("学生缴费"));
+    assert!(menu.contains("https://pay.example.edu.cn/h5"));
+    assert!(menu.contains("缴费指南") && menu.contains("联系我们"));
+    assert!(!menu.contains("{PUBLIC_URL}"));
+}
+
+#[tokio::test]
+async fn menu_push_refuses_an_invalid_menu_before_calling_wechat() {
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("cp-menu-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"button":[{"type":"view","name":"学生缴费学生缴费学生缴费","url":"{PUBLIC_URL}/h5"}]}"#,
+    )
+    .unwrap();
+    let base = app.sandbox.base_url().to_string();
+    let path = file.to_string_lossy().into_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("CAMPUSPAY_WECHAT_APPID", crate::support::APPID),
+            ("CAMPUSPAY_WECHAT_SECRET", crate::support::SECRET),
+            ("CAMPUSPAY_WECHAT_TOKEN", crate::support::TOKEN),
+            ("CAMPUSPAY_WECHAT_API_BASE", base.as_str()),
+        ];
+        campus_pay(&["menu", "push", &path], &env)
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let line = stderr(&output);
+    assert_eq!(line.trim().lines().count(), 1, "{line}");
+    assert!(line.contains("button[0].name"), "{line}");
+    assert!(app.sandbox.menus().is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_the_variable() {
+    let output = campus_pay(&["serve"], &[("CAMPUSPAY_ORDER_TTL_MINUTES", "soon")]);
+    assert!(!output.status.success());
+    let line = stderr(&output);
+    assert_eq!(line.trim().lines().count(), 1, "{line}");
+    assert!(line.contains("CAMPUSPAY_ORDER_TTL_MINUTES"), "{line}");
+}
+
+#[test]
+fn a_bad_aes_key_is_named_and_never_printed() {
+    let key = "this-is-not-a-valid-key";
+    let output = campus_pay(
+        &["serve"],
+        &[
+            ("CAMPUSPAY_WECHAT_APPID", "wx1"),
+            ("CAMPUSPAY_WECHAT_SECRET", "s"),
+            ("CAMPUSPAY_WECHAT_TOKEN", "token1"),
+            ("CAMPUSPAY_WECHAT_AES_KEY", key),
+        ],
+    );
+    assert!(!output.status.success());
+    let line = stderr(&output);
+    assert!(
+        line.contains("CAMPUSPAY_WECHAT_AES_KEY") && !line.contains(key),
+        "{line}"
+    );
+}
+
+#[test]
+fn migrate_applies_the_schema_to_an_empty_database() {
+    let dir = std::env::temp_dir().join(format!("cp-migrate-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/fresh.db?mode=rwc", dir.display());
+    let output = campus_pay(&["migrate"], &[("CAMPUSPAY_DATABASE_URL", url.as_str())]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.join("fresh.db").exists());
+    let again = campus_pay(&["migrate"], &[("CAMPUSPAY_DATABASE_URL", url.as_str())]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    std::fs::remove_dir_all(dir).ok();
+}

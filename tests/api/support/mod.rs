@@ -1,0 +1,189 @@
+//! `spawn_app`: the real application on a free port, with a fresh database (SQLite
+//! file, or a PostgreSQL schema with `CAMPUSPAY_TEST_DATABASE_URL`), a fresh cache
+//! (in-process, or a prefixed Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock,
+//! and the WeChat sandbox.
+
+use std::sync::Arc;
+
+use campus_pay::background::Background;
+use campus_pay::cache::{MemoryCache, RedisCache, SharedCache};
+use campus_pay::clock::Clock;
+use campus_pay::config::{Config, Variables};
+use campus_pay::sandbox::wechat_api::WechatSandbox;
+use campus_pay::sandbox::wechat_push::{EncryptionMode, SignedPost, WechatPush};
+use campus_pay::store::testing::{TestStore, fresh_store};
+use campus_pay::web::{App, AppState, Services};
+use campus_pay::wechat::crypto::EncodingAesKey;
+
+pub const APPID: &str = "wx2c2769f8efd9abc2";
+pub const SECRET: &str = "sandbox-app-secret-0001";
+pub const TOKEN: &str = "spamtest";
+pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+pub const ACCOUNT: &str = "gh_10f6c3c3ac5a";
+pub const PUBLIC_URL: &str = "https://pay.example.edu.cn";
+
+pub struct TestApp {
+    pub url: String,
+    pub state: AppState,
+    pub sandbox: WechatSandbox,
+    pub push: WechatPush,
+    pub client: reqwest::Client,
+    pub clock: Clock,
+    pub store: Arc<TestStore>,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub aes_key: bool,
+    /// Share another app's database and cache (a second instance).
+    pub share_with: Option<(Arc<TestStore>, SharedCache)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            aes_key: true,
+            share_with: None,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn fresh_cache(clock: &Clock) -> SharedCache {
+    match std::env::var("CAMPUSPAY_TEST_REDIS_URL") {
+        Ok(url) => {
+            let prefix = format!("cp_test:{}:", uuid::Uuid::new_v4().simple());
+            Arc::new(
+                RedisCache::connect(&url, &prefix)
+                    .await
+                    .expect("CAMPUSPAY_TEST_REDIS_URL is set but Redis is unreachable"),
+            )
+        }
+        Err(_) => Arc::new(MemoryCache::new(clock.clone())),
+    }
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let sandbox = WechatSandbox::spawn(APPID, SECRET)
+        .await
+        .expect("the WeChat sandbox starts");
+    let clock = Clock::system();
+    let (store, cache) = match options.share_with {
+        Some(shared) => shared,
+        None => (Arc::new(fresh_store().await), fresh_cache(&clock).await),
+    };
+    let api_base = sandbox.base_url().to_string();
+    let mut pairs = vec![
+        ("CAMPUSPAY_LISTEN", "127.0.0.1:0"),
+        ("CAMPUSPAY_PUBLIC_URL", PUBLIC_URL),
+        ("CAMPUSPAY_WECHAT_APPID", APPID),
+        ("CAMPUSPAY_WECHAT_SECRET", SECRET),
+        ("CAMPUSPAY_WECHAT_TOKEN", TOKEN),
+        ("CAMPUSPAY_WECHAT_API_BASE", api_base.as_str()),
+        ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base.as_str()),
+    ];
+    if options.aes_key {
+        pairs.push(("CAMPUSPAY_WECHAT_AES_KEY", AES_KEY));
+    }
+    let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
+    let services = Services {
+        store: (*store).clone(),
+        cache,
+        clock: clock.clone(),
+        background: Background::new(),
+    };
+    let app = App::build(config, services).await.expect("the app builds");
+    let address = app.local_addr().expect("bound");
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let push = WechatPush {
+        token: TOKEN.into(),
+        appid: APPID.into(),
+        aes_key: Some(EncodingAesKey::parse(AES_KEY).expect("test key")),
+    };
+    TestApp {
+        url: format!("http://{address}"),
+        state,
+        sandbox,
+        push,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        clock,
+        store,
+    }
+}
+
+pub struct WebhookResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl TestApp {
+    /// A second instance on the same database and cache, as behind one nginx.
+    pub async fn second_instance(&self) -> TestApp {
+        spawn_app_with(Options {
+            aes_key: true,
+            share_with: Some((self.store.clone(), self.state.cache.clone())),
+        })
+        .await
+    }
+
+    pub async fn get_wechat(&self, query: &str) -> WebhookResponse {
+        let response = self
+            .client
+            .get(format!("{}/wechat?{query}", self.url))
+            .send()
+            .await
+            .expect("request sent");
+        WebhookResponse {
+            status: response.status().as_u16(),
+            body: response.text().await.expect("body"),
+        }
+    }
+
+    pub async fn post_wechat(&self, post: &SignedPost) -> WebhookResponse {
+        self.post_wechat_raw(&post.query, post.body.clone()).await
+    }
+
+    pub async fn post_wechat_raw(
+        &self,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> WebhookResponse {
+        let response = self
+            .client
+            .post(format!("{}/wechat?{query}", self.url))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        WebhookResponse {
+            status: response.status().as_u16(),
+            body: response.text().await.expect("body"),
+        }
+    }
+
+    /// Sends `xml` the way WeChat does in `mode`, and returns the reply's plaintext.
+    pub async fn send(&self, xml: &str, mode: EncryptionMode) -> String {
+        let post = self.push.signed_post(xml, mode);
+        let response = self.post_wechat(&post).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        self.push
+            .open_reply(&post, &response.body)
+            .expect("the reply opens")
+    }
+
+    pub async fn drain_background(&self) {
+        self.state.background.drain().await;
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
