@@ -6,12 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
 
 use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::Store;
+use crate::import::{
+    ImportRejected, ImportSummary, RowProblem, parse_fees_partially, parse_students_partially,
+    read_table,
+};
+use crate::store::{ImportFailure, Store};
 use crate::web::{App, Services, shutdown_signal};
 use crate::wechat::api::{ApiClient, ApiClientConfig};
 use crate::wechat::menu::load_menu;
@@ -44,6 +49,30 @@ enum Command {
     Menu {
         #[command(subcommand)]
         action: MenuAction,
+    },
+    /// Import students or fee items from a .csv (UTF-8 or GBK) or .xlsx file: all
+    /// rows or none.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Students: 身份证号, 姓名, 性别, 年级, 班级, and optionally 专业, 学号, 初始密码.
+    Students {
+        file: PathBuf,
+        /// Check the file and report what would change, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Fee items: 身份证号, 学年, 项目, 金额 (yuan).
+    Fees {
+        file: PathBuf,
+        /// Check the file and report what would change, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -85,6 +114,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Menu {
             action: MenuAction::Push { file },
         } => push_menu(&file).await,
+        Command::Import { what } => import(what).await,
     }
 }
 
@@ -101,6 +131,13 @@ async fn serve(migrate: bool) -> anyhow::Result<()> {
 
 async fn migrate() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    open_migrated_store(&config).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// The configured database, with any pending migrations applied.
+async fn open_migrated_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(config.database_url.expose_secret())
         .await
         .context("cannot open the database (CAMPUSPAY_DATABASE_URL)")?;
@@ -108,8 +145,63 @@ async fn migrate() -> anyhow::Result<()> {
         .migrate()
         .await
         .context("cannot apply the database migrations")?;
-    println!("migrations applied");
-    Ok(())
+    Ok(store)
+}
+
+/// Reads and checks the whole file, checks the good rows against the database too
+/// (unknown students, paid items), and applies them only when no row is bad. Every
+/// bad row is printed (`第N行：…`, on stdout) before the one-line error.
+async fn import(what: ImportWhat) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let (file, dry_run) = match &what {
+        ImportWhat::Students { file, dry_run } | ImportWhat::Fees { file, dry_run } => {
+            (file, *dry_run)
+        }
+    };
+    let table = read_table(file)?;
+    let store = open_migrated_store(&config).await?;
+    let now = Utc::now();
+    let (problems, outcome) = match what {
+        ImportWhat::Students { .. } => {
+            let parsed = parse_students_partially(&table);
+            let apply = !dry_run && parsed.problems.is_empty();
+            let outcome = store.import_students(&parsed.rows, now, apply).await;
+            (parsed.problems, outcome)
+        }
+        ImportWhat::Fees { .. } => {
+            let parsed = parse_fees_partially(&table);
+            let apply = !dry_run && parsed.problems.is_empty();
+            let outcome = store.import_fees(&parsed.rows, now, apply).await;
+            (parsed.problems, outcome)
+        }
+    };
+    report_import(problems, outcome, dry_run)
+}
+
+fn report_import(
+    mut problems: Vec<RowProblem>,
+    outcome: Result<ImportSummary, ImportFailure>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    match outcome {
+        Ok(summary) if problems.is_empty() => {
+            if dry_run {
+                println!("预览（未写入任何数据）：{summary}");
+            } else {
+                println!("导入完成：{summary}");
+            }
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(ImportFailure::Rejected(rejected)) => problems.extend(rejected.problems),
+        Err(failure) => return Err(failure).context("导入失败，未导入任何数据"),
+    }
+    let rejected = ImportRejected::new(problems);
+    println!("{rejected}");
+    bail!(
+        "导入失败：{} 行有问题，未导入任何数据",
+        rejected.bad_lines()
+    )
 }
 
 async fn push_menu(file: &std::path::Path) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod pay;

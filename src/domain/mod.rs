@@ -1,1 +1,14 @@
-//! domain
+//! The rules of the college's fees, free of IO: no SQL, no HTTP, no clocks it was not
+//! given. Everything here can be tested with plain values.
+//!
+//! - [`id_card`]: the 18-character resident ID number, validated and masked for display.
+//! - [`money`]: amounts in fen ([`money::Fen`]); yuan strings only at the edges.
+//! - [`student`]: gender and grade as the rolls write them.
+//! - [`remark`]: the follower remark rule (grade + class + name within 20 bytes).
+//! - [`password`]: initial passwords, the rule for new ones, argon2id hashing.
+
+pub mod id_card;
+pub mod money;
+pub mod password;
+pub mod remark;
+pub mod student;

@@ -8,8 +8,11 @@
 //! Two backends, one schema (the `migrations` crate): SQLite for the embedded
 //! single-instance default, PostgreSQL in production and CI.
 
+mod accounts;
 mod entities;
+mod fees;
 mod followers;
+mod import;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +31,10 @@ pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
     PaymentChannel,
 };
+pub use self::accounts::{BindOutcome, StudentAccount};
+pub use self::fees::FeeItemRecord;
 pub use self::followers::FollowerRecord;
+pub use self::import::ImportFailure;
 
 /// What went wrong talking to the database. Messages name the operation, never the
 /// rows involved (ID numbers, openids, amounts stay out of logs); the driver's own

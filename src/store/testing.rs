@@ -188,3 +188,117 @@ async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     admin.execute_unprepared("drop a test schema", &sql).await?;
     admin.close().await
 }
+
+/// A stored student as the import tests look at it (the hashes included: tests check
+/// that imports leave them alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStudentForTests {
+    pub id: i64,
+    pub name: String,
+    pub gender: super::Gender,
+    pub grade: i32,
+    pub class_name: String,
+    pub major: Option<String>,
+    pub student_no: Option<String>,
+    pub password_hash: String,
+    pub initial_password_hash: Option<String>,
+    pub must_change_password: bool,
+}
+
+/// Row counts and direct changes for tests (of imports in particular), through the
+/// entities rather than the store's own queries, so that a test does not trust the
+/// code it checks. Each panics (failing the test) when the database fails.
+impl Store {
+    pub async fn count_students_for_tests(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        super::entities::students::Entity::find()
+            .count(&self.db)
+            .await
+            .expect("count students")
+    }
+
+    pub async fn count_fee_items_for_tests(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        super::entities::fee_items::Entity::find()
+            .count(&self.db)
+            .await
+            .expect("count fee items")
+    }
+
+    pub async fn student_for_tests(&self, id_card: &str) -> Option<StoredStudentForTests> {
+        use super::entities::students::{Column, Entity};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let row = Entity::find()
+            .filter(Column::IdCard.eq(id_card))
+            .one(&self.db)
+            .await
+            .expect("find a student")?;
+        Some(StoredStudentForTests {
+            id: row.id,
+            name: row.name,
+            gender: row.gender,
+            grade: row.grade,
+            class_name: row.class_name,
+            major: row.major,
+            student_no: row.student_no,
+            password_hash: row.password_hash,
+            initial_password_hash: row.initial_password_hash,
+            must_change_password: row.must_change_password,
+        })
+    }
+
+    /// The amount and status of one fee item, by the import's key.
+    pub async fn fee_item_for_tests(
+        &self,
+        id_card: &str,
+        academic_year: &str,
+        item: &str,
+    ) -> Option<(i64, super::FeeItemStatus)> {
+        let row = self
+            .find_fee_item_for_tests(id_card, academic_year, item)
+            .await?;
+        Some((row.amount_fen, row.status))
+    }
+
+    /// Puts one fee item (by the import's key) in `status`, as paying it or taking it
+    /// into an order would. Panics when there is no such item.
+    pub async fn set_fee_item_status_for_tests(
+        &self,
+        id_card: &str,
+        academic_year: &str,
+        item: &str,
+        status: super::FeeItemStatus,
+    ) {
+        use super::entities::fee_items::{Column, Entity};
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let row = self
+            .find_fee_item_for_tests(id_card, academic_year, item)
+            .await
+            .expect("the fee item exists");
+        Entity::update_many()
+            .col_expr(Column::Status, Expr::value(status))
+            .filter(Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await
+            .expect("set a fee item's status");
+    }
+
+    async fn find_fee_item_for_tests(
+        &self,
+        id_card: &str,
+        academic_year: &str,
+        item: &str,
+    ) -> Option<super::entities::fee_items::Model> {
+        use super::entities::fee_items::{Column, Entity};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let student = self.student_for_tests(id_card).await?;
+        Entity::find()
+            .filter(Column::StudentId.eq(student.id))
+            .filter(Column::AcademicYear.eq(academic_year))
+            .filter(Column::Item.eq(item))
+            .one(&self.db)
+            .await
+            .expect("find a fee item")
+    }
+}

@@ -1,7 +1,11 @@
 //! HTTP: the axum routers, one per audience, and the application that serves them.
 
 pub mod error;
+pub mod login_guard;
+pub mod session;
+pub mod students;
 pub mod text;
+pub mod views;
 pub mod webhook;
 
 use std::future::Future;
@@ -133,6 +137,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhook::router())
+        .merge(students::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

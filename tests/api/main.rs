@@ -1,5 +1,6 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
 mod cli;
+mod students;
 mod support;
 mod webhook;

@@ -3,6 +3,9 @@
 //! (in-process, or a prefixed Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock,
 //! and the WeChat sandbox.
 
+pub mod browser;
+pub mod seed;
+
 use std::sync::Arc;
 
 use campus_pay::background::Background;

@@ -1,0 +1,301 @@
+//! Sessions of students (and later admins), kept in the cache so that every instance
+//! behind the proxy sees the same ones.
+//!
+//! The cookie holds only a random id; what the session knows lives under
+//! `session:{id}` and expires after [`IDLE_TIMEOUT`] without a request. Every session
+//! carries its own CSRF token, which every form posts back.
+
+use std::time::Duration;
+
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rand::RngExt as _;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::cache::{CacheError, SharedCache};
+
+pub const COOKIE_NAME: &str = "cp_session";
+/// A session ends after this long without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Refreshing the expiry on every request would double the cache's writes under load;
+/// a session touched within this window keeps its expiry.
+const TOUCH_INTERVAL_SECONDS: i64 = 60;
+
+/// What a session knows. Kept small: it is read on every page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionData {
+    pub csrf: String,
+    /// The signed-in student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<i64>,
+    /// The WeChat user, once OAuth told us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
+    /// The `state` of the OAuth round trip in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_state: Option<String>,
+    /// A one-time message for the next page (e.g. "the old WeChat account was unbound").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// When the expiry was last pushed back.
+    pub touched_at: i64,
+}
+
+/// A loaded session: its id and data.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub data: SessionData,
+}
+
+impl Session {
+    /// Checks a posted CSRF token against the session's, in constant time.
+    pub fn csrf_matches(&self, posted: &str) -> bool {
+        !self.data.csrf.is_empty() && bool::from(self.data.csrf.as_bytes().ct_eq(posted.as_bytes()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("session data in the cache is unreadable")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Reads and writes sessions in the cache.
+#[derive(Clone)]
+pub struct Sessions {
+    cache: SharedCache,
+    secure_cookie: bool,
+}
+
+impl Sessions {
+    /// `secure_cookie`: mark the cookie `Secure` (the public URL is https).
+    pub fn new(cache: SharedCache, secure_cookie: bool) -> Sessions {
+        Sessions {
+            cache,
+            secure_cookie,
+        }
+    }
+
+    /// The cache key of a session, public so that tests can read what the session holds
+    /// (the captcha's answer) the way a second instance would.
+    pub fn key(id: &str) -> String {
+        format!("session:{id}")
+    }
+
+    /// The session named by the request's cookie, if it exists and has not expired.
+    /// Pushes its expiry back when it was last touched a while ago.
+    pub async fn load(
+        &self,
+        headers: &HeaderMap,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, SessionError> {
+        let Some(id) = cookie_value(headers, COOKIE_NAME) else {
+            return Ok(None);
+        };
+        if !looks_like_session_id(&id) {
+            return Ok(None);
+        }
+        let Some(raw) = self.cache.get(&Self::key(&id)).await? else {
+            return Ok(None);
+        };
+        let mut session = Session {
+            id,
+            data: serde_json::from_str(&raw)?,
+        };
+        if now.timestamp() - session.data.touched_at >= TOUCH_INTERVAL_SECONDS {
+            self.save(&mut session, now).await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// A new, empty session (not yet saved).
+    pub fn create(&self) -> Session {
+        Session {
+            id: random_token(32),
+            data: SessionData {
+                csrf: random_token(24),
+                ..SessionData::default()
+            },
+        }
+    }
+
+    /// The request's session, or a new one.
+    pub async fn load_or_create(
+        &self,
+        headers: &HeaderMap,
+        now: DateTime<Utc>,
+    ) -> Result<Session, SessionError> {
+        Ok(match self.load(headers, now).await? {
+            Some(session) => session,
+            None => self.create(),
+        })
+    }
+
+    pub async fn save(
+        &self,
+        session: &mut Session,
+        now: DateTime<Utc>,
+    ) -> Result<(), SessionError> {
+        session.data.touched_at = now.timestamp();
+        let raw = serde_json::to_string(&session.data)?;
+        self.cache
+            .set(&Self::key(&session.id), &raw, IDLE_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// Signing in (or out) gets a fresh session id, so that an id planted before
+    /// sign-in is worth nothing after it (session fixation).
+    pub async fn renew(&self, session: &mut Session) -> Result<(), SessionError> {
+        self.cache.delete(&Self::key(&session.id)).await?;
+        session.id = random_token(32);
+        session.data.csrf = random_token(24);
+        Ok(())
+    }
+
+    pub async fn destroy(&self, session: &Session) -> Result<(), SessionError> {
+        self.cache.delete(&Self::key(&session.id)).await?;
+        Ok(())
+    }
+
+    /// The `Set-Cookie` that hands `session` to the browser.
+    pub fn cookie(&self, session: &Session) -> HeaderValue {
+        let max_age = IDLE_TIMEOUT.as_secs();
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let value = format!(
+            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            session.id
+        );
+        // The id is URL-safe base64: always a valid header value.
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The `Set-Cookie` that makes the browser forget its session.
+    pub fn clearing_cookie(&self) -> HeaderValue {
+        HeaderValue::from_static("cp_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    }
+
+    /// Adds the session cookie to a response's headers.
+    pub fn set_cookie(&self, headers: &mut HeaderMap, session: &Session) {
+        headers.append(SET_COOKIE, self.cookie(session));
+    }
+}
+
+/// `len` random bytes as URL-safe base64.
+pub fn random_token(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill(&mut bytes[..]);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn looks_like_session_id(id: &str) -> bool {
+    (40..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cache::MemoryCache;
+    use crate::clock::Clock;
+
+    fn headers_with_cookie(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(cookie).expect("ascii"));
+        headers
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let headers = headers_with_cookie("a=1; cp_session=abc; b=2");
+        assert_eq!(cookie_value(&headers, COOKIE_NAME).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_lax_and_secure_on_https() {
+        let clock = Clock::system();
+        let cache: SharedCache = Arc::new(MemoryCache::new(clock));
+        let session = Sessions::new(cache.clone(), true).create();
+        let cookie = Sessions::new(cache.clone(), true).cookie(&session);
+        let cookie = cookie.to_str().expect("ascii");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+        assert!(cookie.ends_with("; Secure"));
+        let plain = Sessions::new(cache, false).cookie(&session);
+        assert!(!plain.to_str().expect("ascii").contains("Secure"));
+    }
+
+    #[tokio::test]
+    async fn a_saved_session_loads_and_expires_after_the_idle_timeout() {
+        let clock = Clock::system();
+        let cache: SharedCache = Arc::new(MemoryCache::new(clock.clone()));
+        let sessions = Sessions::new(cache, false);
+        let mut session = sessions.create();
+        session.data.student_id = Some(7);
+        sessions
+            .save(&mut session, clock.now())
+            .await
+            .expect("saved");
+        let headers = headers_with_cookie(&format!("cp_session={}", session.id));
+        let loaded = sessions.load(&headers, clock.now()).await.expect("loads");
+        assert_eq!(loaded.map(|s| s.data.student_id), Some(Some(7)));
+        clock.advance(IDLE_TIMEOUT + Duration::from_secs(1));
+        assert!(
+            sessions
+                .load(&headers, clock.now())
+                .await
+                .expect("loads")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_or_malformed_id_is_no_session() {
+        let clock = Clock::system();
+        let cache: SharedCache = Arc::new(MemoryCache::new(clock.clone()));
+        let sessions = Sessions::new(cache, false);
+        for cookie in ["cp_session=short", "cp_session=../../etc/passwd", "other=1"] {
+            let headers = headers_with_cookie(cookie);
+            assert!(
+                sessions
+                    .load(&headers, clock.now())
+                    .await
+                    .expect("ok")
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_compare_exactly() {
+        let clock = Clock::system();
+        let sessions = Sessions::new(Arc::new(MemoryCache::new(clock)), false);
+        let session = sessions.create();
+        assert!(session.csrf_matches(&session.data.csrf.clone()));
+        assert!(!session.csrf_matches(""));
+        assert!(!session.csrf_matches("forged"));
+    }
+}

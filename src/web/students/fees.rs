@@ -1,0 +1,209 @@
+//! The fee list and the confirmation step; `pay` is where the payment channels take
+//! over (the payment issue).
+
+use axum::extract::{RawForm, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::{Gate, csrf_refused, gate, message, page_response};
+use crate::domain::id_card::IdCardNumber;
+use crate::store::{Gender, StudentAccount};
+use crate::web::AppState;
+use crate::web::error::AppError;
+use crate::web::views::Surface;
+use crate::web::views::fees::{FeeLine, FeeList, StudentHeader, confirm as confirm_view, fee_list};
+
+/// `GET /h5/fees`, `GET /fees`.
+pub async fn list(
+    surface: Surface,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (mut session, student) = match gate(&state, &headers, surface, false).await? {
+        Gate::Open(session, student) => (session, student),
+        Gate::Elsewhere(response) => return Ok(response),
+    };
+    let records = state
+        .store
+        .fee_items_of(student.id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let list = FeeList::from_records(&records);
+    let notice = session.data.notice.take();
+    if notice.is_some() {
+        state
+            .sessions()
+            .save(&mut session, state.clock.now())
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
+    let markup = fee_list(
+        surface,
+        &state.config.school_name,
+        &session.data.csrf,
+        &header_of(&student),
+        &list,
+        notice.as_deref(),
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// The posted form: its CSRF token and the ticked item ids (a repeated field, which
+/// `Form` cannot read).
+struct TickedItems {
+    csrf: String,
+    items: Vec<i64>,
+    malformed: bool,
+}
+
+fn read_ticked(form: &[u8]) -> TickedItems {
+    let mut ticked = TickedItems {
+        csrf: String::new(),
+        items: Vec::new(),
+        malformed: false,
+    };
+    for (key, value) in url::form_urlencoded::parse(form) {
+        match key.as_ref() {
+            "csrf" => ticked.csrf = value.into_owned(),
+            "item" => match value.parse() {
+                Ok(id) if !ticked.items.contains(&id) => ticked.items.push(id),
+                Ok(_) => {}
+                Err(_) => ticked.malformed = true,
+            },
+            _ => {}
+        }
+    }
+    ticked
+}
+
+/// The ticked items, each still the student's and still payable; or the message why not.
+async fn payable_selection(
+    state: &AppState,
+    student: &StudentAccount,
+    ticked: &TickedItems,
+) -> Result<Result<Vec<FeeLine>, &'static str>, AppError> {
+    if ticked.malformed {
+        return Ok(Err("所选项目无效，请返回重新选择。"));
+    }
+    if ticked.items.is_empty() {
+        return Ok(Err("请至少勾选一个缴费项目。"));
+    }
+    let records = state
+        .store
+        .fee_items_of(student.id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let list = FeeList::from_records(&records);
+    let payable: Vec<FeeLine> = list.payable.into_values().flatten().collect();
+    let mut chosen = Vec::with_capacity(ticked.items.len());
+    for id in &ticked.items {
+        match payable.iter().find(|line| line.id == *id) {
+            Some(line) => chosen.push(line.clone()),
+            None => return Ok(Err("所选项目已缴费或正在支付，请返回刷新后重新选择。")),
+        }
+    }
+    Ok(Ok(chosen))
+}
+
+/// `POST /h5/confirm`, `POST /confirm`: 确认支付.
+pub async fn confirm(
+    surface: Surface,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let (session, student) = match gate(&state, &headers, surface, false).await? {
+        Gate::Open(session, student) => (session, student),
+        Gate::Elsewhere(response) => return Ok(response),
+    };
+    let ticked = read_ticked(&form);
+    if !session.csrf_matches(&ticked.csrf) {
+        return Ok(csrf_refused(&state, surface));
+    }
+    match payable_selection(&state, &student, &ticked).await? {
+        Ok(lines) => {
+            let markup = confirm_view(
+                surface,
+                &state.config.school_name,
+                &session.data.csrf,
+                &lines,
+                None,
+            );
+            Ok(page_response(&state, StatusCode::OK, None, markup))
+        }
+        Err(reason) => Ok(message(
+            &state,
+            surface,
+            StatusCode::CONFLICT,
+            "请重新选择",
+            reason,
+            (&surface.path("/fees"), "返回缴费项目"),
+        )),
+    }
+}
+
+/// `POST /h5/pay`, `POST /pay`: checks the selection again; the payment channels come
+/// with the payment issue, until then the page says online payment is not open.
+pub async fn pay(
+    surface: Surface,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let (session, student) = match gate(&state, &headers, surface, false).await? {
+        Gate::Open(session, student) => (session, student),
+        Gate::Elsewhere(response) => return Ok(response),
+    };
+    let ticked = read_ticked(&form);
+    if !session.csrf_matches(&ticked.csrf) {
+        return Ok(csrf_refused(&state, surface));
+    }
+    if let Err(reason) = payable_selection(&state, &student, &ticked).await? {
+        return Ok(message(
+            &state,
+            surface,
+            StatusCode::CONFLICT,
+            "请重新选择",
+            reason,
+            (&surface.path("/fees"), "返回缴费项目"),
+        ));
+    }
+    Ok(message(
+        &state,
+        surface,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "暂未开通",
+        "在线支付尚未开通，请留意学校通知。",
+        (&surface.path("/fees"), "返回缴费项目"),
+    ))
+}
+
+fn header_of(student: &StudentAccount) -> StudentHeader {
+    let masked_id_card = IdCardNumber::parse(&student.id_card)
+        .map(|id| id.masked())
+        .unwrap_or_else(|_| "******************".to_owned());
+    StudentHeader {
+        name: student.name.clone(),
+        gender: match student.gender {
+            Gender::Male => "男",
+            Gender::Female => "女",
+        },
+        masked_id_card,
+        grade: student.grade,
+        class_name: student.class_name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticked_items_are_read_from_repeated_fields() {
+        let ticked = read_ticked(b"csrf=abc&item=3&item=5&item=3");
+        assert_eq!(ticked.csrf, "abc");
+        assert_eq!(ticked.items, [3, 5]);
+        assert!(!ticked.malformed);
+        assert!(read_ticked(b"item=x").malformed);
+    }
+}

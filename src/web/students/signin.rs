@@ -1,0 +1,147 @@
+//! Checking a student's ID number and password, the same way for the PC portal and
+//! the H5 binding: lockout first, one answer for "no such student" and "wrong
+//! password", argon2 off the async threads.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+
+use axum::http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use crate::domain::id_card::IdCardNumber;
+use crate::domain::password;
+use crate::store::StudentAccount;
+use crate::web::AppState;
+use crate::web::error::AppError;
+use crate::web::login_guard::{Attempt, LoginGuard};
+
+pub const WRONG_CREDENTIALS: &str = "身份证号或密码错误";
+
+/// Why a sign-in did not go through; each has the sentence the page shows.
+#[derive(Debug)]
+pub enum SignInRefused {
+    /// The form itself is wrong (a typo in the ID number, fields that differ).
+    Form(String),
+    /// Unknown ID number or wrong password: the same words for both.
+    WrongCredentials,
+    /// Locked or throttled.
+    Locked(String),
+}
+
+impl SignInRefused {
+    pub fn message(&self) -> &str {
+        match self {
+            SignInRefused::Form(message) | SignInRefused::Locked(message) => message,
+            SignInRefused::WrongCredentials => WRONG_CREDENTIALS,
+        }
+    }
+}
+
+/// Checks the ID number and password; counts failures against the account and the
+/// client. `Err(AppError)` only for infrastructure failures.
+pub async fn check_credentials(
+    state: &AppState,
+    id_card: &str,
+    password: &str,
+    address: Option<IpAddr>,
+    openid: Option<&str>,
+) -> Result<Result<StudentAccount, SignInRefused>, AppError> {
+    let id_card = match IdCardNumber::parse(id_card) {
+        Ok(id_card) => id_card,
+        Err(error) => return Ok(Err(SignInRefused::Form(error.to_string()))),
+    };
+    let guard = LoginGuard::new(state.cache.clone(), "student");
+    let attempt = Attempt {
+        account: id_card.as_str(),
+        address,
+        openid,
+    };
+    if let Some(refusal) = guard.check(&attempt).await.map_err(anyhow::Error::from)? {
+        tracing::info!(id_card = %id_card, "sign-in refused: locked");
+        return Ok(Err(SignInRefused::Locked(refusal.message())));
+    }
+    let student = state
+        .store
+        .find_student_by_id_card(id_card.as_str())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let matches = password_matches(student.clone(), &id_card, password.to_owned()).await?;
+    match student {
+        Some(student) if matches => {
+            guard
+                .record_success(&attempt)
+                .await
+                .map_err(anyhow::Error::from)?;
+            tracing::info!(student = student.id, "student signed in");
+            Ok(Ok(student))
+        }
+        _ => {
+            guard
+                .record_failure(&attempt)
+                .await
+                .map_err(anyhow::Error::from)?;
+            tracing::info!(id_card = %id_card, "sign-in refused: wrong credentials");
+            Ok(Err(SignInRefused::WrongCredentials))
+        }
+    }
+}
+
+/// Whether `password` opens the account. Always does one argon2 verification, even for
+/// an unknown ID number or an initial password, so that timing tells nothing.
+async fn password_matches(
+    student: Option<StudentAccount>,
+    id_card: &IdCardNumber,
+    password: String,
+) -> Result<bool, AppError> {
+    let initial = password::initial_password(id_card);
+    let matches = tokio::task::spawn_blocking(move || match student {
+        None => {
+            password::verify_password(&password, dummy_hash());
+            false
+        }
+        Some(student) if !student.password_hash.is_empty() => {
+            password::verify_password(&password, &student.password_hash)
+        }
+        Some(student) => match &student.initial_password_hash {
+            Some(hash) => password::verify_password(&password, hash),
+            None => {
+                password::verify_password(&password, dummy_hash());
+                bool::from(password.as_bytes().ct_eq(initial.as_bytes()))
+            }
+        },
+    })
+    .await
+    .map_err(|error| AppError::Internal(anyhow::anyhow!("password check panicked: {error}")))?;
+    Ok(matches)
+}
+
+/// A real argon2 hash of nothing anyone knows, to spend the same time on misses.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        password::hash_password(&super::super::session::random_token(24)).unwrap_or_default()
+    })
+}
+
+/// Hashes a new password off the async threads.
+pub async fn hash_new_password(new_password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || password::hash_password(&new_password))
+        .await
+        .map_err(|error| AppError::Internal(anyhow::anyhow!("password hashing panicked: {error}")))?
+        .map_err(|error| AppError::Internal(anyhow::anyhow!("password hashing failed: {error}")))
+}
+
+/// The client's address: the peer, or nginx's `X-Real-IP` when the peer is the local
+/// proxy (a header from anyone else is ignored: it would let a guesser pick its own
+/// counter).
+pub fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?.ip();
+    if !peer.is_loopback() {
+        return Some(peer);
+    }
+    headers
+        .get("x-real-ip")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .or(Some(peer))
+}
