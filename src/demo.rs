@@ -8,6 +8,9 @@ use anyhow::Context;
 use rand::RngExt;
 
 use crate::config::{Config, Variables};
+use crate::import::fees::parse_fees;
+use crate::import::read::read_table_bytes;
+use crate::import::students::parse_students;
 use crate::sandbox::wechat_api::WechatSandbox;
 use crate::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
 use crate::web::{App, Services, shutdown_signal};
@@ -17,6 +20,43 @@ const DEMO_APPID: &str = "wxd3m0campuspay01";
 const DEMO_ACCOUNT: &str = "gh_campuspay_demo";
 const DEMO_TOKEN: &str = "campuspaydemo";
 const DEMO_DATABASE: &str = "sqlite://data/campus-pay-demo.db?mode=rwc";
+/// The demo starts from a clean school every time (passwords changed in an earlier run
+/// would otherwise no longer match the logins printed below).
+const DEMO_DATABASE_FILES: [&str; 3] = [
+    "data/campus-pay-demo.db",
+    "data/campus-pay-demo.db-wal",
+    "data/campus-pay-demo.db-shm",
+];
+
+/// The demo school's students, as the finance office would import them.
+const DEMO_STUDENTS_CSV: &str = "身份证号,姓名,性别,年级,班级,专业,初始密码
+11010519491231002X,张三,男,2026,汽修1班,汽车检测与维修技术,
+620622200703150025,李四,女,2025,电子商务2班,电子商务,000000
+11010119900307803X,王五,男,2026,汽修1班,汽车检测与维修技术,
+";
+const DEMO_FEES_CSV: &str = "身份证号,学年,项目,金额
+11010519491231002X,2026-2027,学费,4500
+11010519491231002X,2026-2027,住宿费,1200
+11010519491231002X,2025-2026,教材费,350.50
+620622200703150025,2026-2027,学费,5000
+620622200703150025,2026-2027,住宿费,1000
+";
+/// (ID number, name, initial password, what the student sees).
+const DEMO_LOGINS: [(&str, &str, &str, &str); 3] = [
+    ("11010519491231002X", "张三", "31002X", "three unpaid items"),
+    (
+        "620622200703150025",
+        "李四",
+        "000000",
+        "initial password given by the import",
+    ),
+    (
+        "11010119900307803X",
+        "王五",
+        "07803X",
+        "owes nothing: 无欠费",
+    ),
+];
 
 pub async fn run() -> anyhow::Result<()> {
     let secret = random_alphanumeric(32);
@@ -38,7 +78,17 @@ pub async fn run() -> anyhow::Result<()> {
         ("CAMPUSPAY_WECHAT_API_BASE", api_base.as_str()),
         ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base.as_str()),
     ]))?;
+    for file in DEMO_DATABASE_FILES {
+        match std::fs::remove_file(file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot reset the demo database {file}"));
+            }
+        }
+    }
     let services = Services::connect(&config, true).await?;
+    seed_the_school(&services).await?;
     let app = App::build(config, services).await?;
     let address = app.local_addr()?;
     let push = WechatPush {
@@ -48,9 +98,43 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
     print_banner(address, &sandbox);
+    print_student_pages(address);
     show_a_conversation(address, &push).await?;
     print_try_it_yourself(address, &push);
     server.await.context("the server task failed")?
+}
+
+/// Imports the demo school through the same path as `campus-pay import`.
+async fn seed_the_school(services: &Services) -> anyhow::Result<()> {
+    let now = services.clock.now();
+    let students = read_table_bytes("students.csv", DEMO_STUDENTS_CSV.as_bytes())?;
+    let students = parse_students(&students)?;
+    services
+        .store
+        .import_students(&students, now, true)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot import the demo students: {error}"))?;
+    let fees = read_table_bytes("fees.csv", DEMO_FEES_CSV.as_bytes())?;
+    let fees = parse_fees(&fees)?;
+    services
+        .store
+        .import_fees(&fees, now, true)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot import the demo fees: {error}"))?;
+    Ok(())
+}
+
+fn print_student_pages(address: SocketAddr) {
+    println!("Students' pages (open them in a browser):");
+    println!("  PC portal        http://{address}/");
+    println!("  WeChat H5        http://{address}/h5   (the sandbox plays WeChat's OAuth)");
+    println!(
+        "  demo students    (ID number / initial password; a new password is asked at first login)"
+    );
+    for (id_card, name, password, note) in DEMO_LOGINS {
+        println!("    {name}  {id_card} / {password}   {note}");
+    }
+    println!();
 }
 
 fn random_alphanumeric(len: usize) -> String {
