@@ -83,7 +83,8 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => {
-                return Err(error).with_context(|| format!("cannot reset the demo database {file}"));
+                return Err(error)
+                    .with_context(|| format!("cannot reset the demo database {file}"));
             }
         }
     }

@@ -28,7 +28,10 @@ impl MemoryCache {
     }
 
     /// Runs `f` on the live entries (expired ones removed first, so no caller sees them).
-    fn with_entries<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, DateTime<Utc>) -> T) -> CacheResult<T> {
+    fn with_entries<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, Entry>, DateTime<Utc>) -> T,
+    ) -> CacheResult<T> {
         let now = self.clock.now();
         let mut entries = self
             .entries

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use super::{ColumnSpec, FirstSeen, Parsed, Reasons, Table, column_cell, locate_columns};
+use super::{
+    ColumnSpec, FirstSeen, Parsed, Reasons, Table, column_cell, locate_columns, parse_id_card_cell,
+};
 use crate::domain::id_card::IdCardNumber;
 use crate::domain::money::{Fen, MoneyError};
 
@@ -79,7 +81,7 @@ pub fn parse_fees_partially(table: &Table) -> Parsed<FeeRow> {
     let mut first_seen = FirstSeen::new();
     for row in &table.rows {
         let mut reasons = Reasons::new();
-        let id_card = reasons.check(IdCardNumber::parse(cell(row, ID_CARD)));
+        let id_card = reasons.check(parse_id_card_cell(cell(row, ID_CARD)));
         let academic_year = reasons.check(parse_academic_year(cell(row, ACADEMIC_YEAR)));
         let item = reasons.check(check_item(cell(row, ITEM)));
         let amount = reasons.check(parse_amount(cell(row, AMOUNT)));

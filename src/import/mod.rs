@@ -13,6 +13,8 @@ pub mod students;
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::domain::id_card::IdCardNumber;
+
 pub use self::fees::{FeeRow, parse_fees, parse_fees_partially};
 pub use self::read::{ReadError, Row, Table, read_table, read_table_bytes};
 pub use self::students::{StudentRow, parse_students, parse_students_partially};
@@ -207,6 +209,23 @@ pub(crate) fn column_cell<'row>(
         .map_or("", |index| row.cell(index))
 }
 
+/// An ID number cell. Excel turns a long number it was not told is text into
+/// `1.10105E+17`, losing digits; that gets its own explanation.
+pub(crate) fn parse_id_card_cell(cell: &str) -> Result<IdCardNumber, String> {
+    IdCardNumber::parse(cell).map_err(|error| {
+        let scientific = cell.contains(['E', 'e'])
+            && cell
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'E' | 'e' | '+'));
+        if scientific {
+            "身份证号被 Excel 存成了数字（科学计数法），请把该列设为文本，重新填写后再导出"
+                .to_owned()
+        } else {
+            error.to_string()
+        }
+    })
+}
+
 /// The first line each key was seen on, to name it when a later row repeats it.
 pub(crate) struct FirstSeen<K>(HashMap<K, usize>);
 
@@ -285,6 +304,17 @@ mod tests {
             "第2行：身份证号校验位不正确\n第5行：金额最多两位小数\n第5行：另一个问题"
         );
         assert_eq!(rejected.bad_lines(), 2);
+    }
+
+    #[test]
+    fn an_id_number_excel_made_a_number_is_explained() {
+        let reason = parse_id_card_cell("1.10105E+17").unwrap_err();
+        assert!(reason.contains("科学计数法"), "{reason}");
+        assert_eq!(
+            parse_id_card_cell("1101051949").unwrap_err(),
+            "身份证号应为18位"
+        );
+        assert!(parse_id_card_cell("11010519491231002x").is_ok());
     }
 
     #[test]

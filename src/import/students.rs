@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-use super::{ColumnSpec, FirstSeen, Parsed, Reasons, Table, column_cell, locate_columns};
+use super::{
+    ColumnSpec, FirstSeen, Parsed, Reasons, Table, column_cell, locate_columns, parse_id_card_cell,
+};
 use crate::domain::id_card::IdCardNumber;
 use crate::domain::password::MAX_PASSWORD_CHARS;
 use crate::domain::student::{
@@ -133,7 +135,7 @@ pub fn parse_students_partially(table: &Table) -> Parsed<StudentRow> {
     let mut first_seen = FirstSeen::new();
     for row in &table.rows {
         let mut reasons = Reasons::new();
-        let id_card = reasons.check(IdCardNumber::parse(cell(row, ID_CARD)));
+        let id_card = reasons.check(parse_id_card_cell(cell(row, ID_CARD)));
         let name = reasons.check(check_name(cell(row, NAME)));
         let gender = reasons.check(Gender::parse(cell(row, GENDER)));
         let grade = reasons.check(parse_grade(cell(row, GRADE)));

@@ -27,11 +27,11 @@ use sea_orm::{
     DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+pub use self::accounts::{BindOutcome, StudentAccount};
 pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
     PaymentChannel,
 };
-pub use self::accounts::{BindOutcome, StudentAccount};
 pub use self::fees::FeeItemRecord;
 pub use self::followers::FollowerRecord;
 pub use self::import::ImportFailure;

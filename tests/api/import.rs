@@ -214,7 +214,11 @@ async fn a_changed_student_is_updated() {
     assert_imported(&run, "新增 0 行，更新 1 行，未变 0 行");
     let li = store.student_for_tests(LI_SI).await.unwrap();
     assert_eq!(li.class_name, "会计3班");
-    assert_eq!(li.student_no.as_deref(), Some("2026002"), "not in the file: kept");
+    assert_eq!(
+        li.student_no.as_deref(),
+        Some("2026002"),
+        "not in the file: kept"
+    );
 }
 
 #[tokio::test]
