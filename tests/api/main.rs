@@ -1,6 +1,7 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
 mod cli;
+mod import;
 mod students;
 mod support;
 mod webhook;
