@@ -44,7 +44,7 @@ const REQUESTS_VAR: &str = "CAMPUSPAY_BENCH_REQUESTS";
 const DEFAULT_REQUESTS: usize = 20_000;
 const CONNECTIONS: usize = 32;
 
-const TOKEN: &str = "campus-bench-token";
+const TOKEN: &str = "campusbenchtoken";
 const APPID: &str = "wx2c2769f8efd9abc2";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 /// Our official account's `gh_` id, the `ToUserName` of every pushed message.

@@ -6,9 +6,11 @@
 //! - [`student`]: gender and grade as the rolls write them.
 //! - [`remark`]: the follower remark rule (grade + class + name within 20 bytes).
 //! - [`password`]: initial passwords, the rule for new ones, argon2id hashing.
+//! - [`order`]: order numbers, descriptions, what a payment report does to an order.
 
 pub mod id_card;
 pub mod money;
+pub mod order;
 pub mod password;
 pub mod remark;
 pub mod student;

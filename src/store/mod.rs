@@ -13,6 +13,7 @@ mod entities;
 mod fees;
 mod followers;
 mod import;
+mod orders;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ pub use self::entities::{
 pub use self::fees::FeeItemRecord;
 pub use self::followers::FollowerRecord;
 pub use self::import::ImportFailure;
+pub use self::orders::{
+    ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
+    TakeOutcome,
+};
 
 /// What went wrong talking to the database. Messages name the operation, never the
 /// rows involved (ID numbers, openids, amounts stay out of logs); the driver's own
@@ -219,6 +224,24 @@ impl Store {
             .to_owned();
         txn.execute(&take_lock).await?;
         Ok(txn)
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (IMMEDIATE): a deferred one can fail outright when another process (a CLI
+    /// import beside `serve`) writes between its first read and its first write.
+    async fn begin_write(
+        &self,
+        operation: &'static str,
+    ) -> Result<DatabaseTransaction, StoreError> {
+        let sqlite = self.db.get_database_backend() == DatabaseBackend::Sqlite;
+        let options = TransactionOptions {
+            sqlite_transaction_mode: sqlite.then_some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        self.db
+            .begin_with_options(options)
+            .await
+            .map_err(StoreError::query(operation))
     }
 
     /// One round trip, for the readiness check.

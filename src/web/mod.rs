@@ -44,7 +44,14 @@ pub struct AppState {
     /// The official account, when configured.
     pub account: Option<Arc<Account>>,
     pub metrics: Arc<Metrics>,
+    /// Bounds the background writes (follower events, remarks) in flight, so that a
+    /// burst queues here instead of timing out in the connection pool.
+    pub background_writes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Background writes at once: enough to keep PostgreSQL's pool busy, few enough to
+/// leave connections for requests.
+const BACKGROUND_WRITES: usize = 4;
 
 /// The official account as the webhook and the jobs see it.
 pub struct Account {
@@ -129,6 +136,7 @@ impl AppState {
             background: services.background,
             account,
             metrics: Arc::new(Metrics::default()),
+            background_writes: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
         })
     }
 }

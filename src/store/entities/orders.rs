@@ -22,6 +22,13 @@ pub struct Model {
     pub closed_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What the channel was told the order is for; a repeated prepay sends the same.
+    pub description: Option<String>,
+    /// When the channel was last asked about this order (the query job).
+    pub last_queried_at: Option<DateTimeUtc>,
+    /// Something the finance office must look at (paid after close, amount mismatch).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub exception: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]

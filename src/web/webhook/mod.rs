@@ -136,21 +136,46 @@ fn answer_and_act(state: &AppState, verified: &VerifiedMessage) -> String {
 
 fn perform_in_background(state: &AppState, effect: Effect) {
     let store = state.store.clone();
+    let writes = state.background_writes.clone();
     state.background.spawn(async move {
-        let result = match &effect {
-            Effect::Subscribed { openid, at, scene } => store
-                .record_subscribe(openid, *at, scene.as_deref())
-                .await
-                .map(|_| ()),
-            Effect::Unsubscribed { openid, at } => {
-                store.record_unsubscribe(openid, *at).await.map(|_| ())
-            }
+        // Waiting here, not in the pool: a burst of subscribes must not time out.
+        let Ok(_permit) = writes.acquire_owned().await else {
+            return;
         };
-        if let Err(error) = result {
-            tracing::error!(%error, "cannot record a follower event");
+        let mut delays = EFFECT_RETRY_DELAYS.iter();
+        loop {
+            let result = match &effect {
+                Effect::Subscribed { openid, at, scene } => store
+                    .record_subscribe(openid, *at, scene.as_deref())
+                    .await
+                    .map(|_| ()),
+                Effect::Unsubscribed { openid, at } => {
+                    store.record_unsubscribe(openid, *at).await.map(|_| ())
+                }
+            };
+            match (result, delays.next()) {
+                (Ok(()), _) => return,
+                (Err(error), Some(delay)) => {
+                    tracing::warn!(%error, "cannot record a follower event yet; retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+                (Err(error), None) => {
+                    // The daily follower check reads WeChat's list and repairs this.
+                    tracing::error!(%error, "cannot record a follower event");
+                    return;
+                }
+            }
         }
     });
 }
+
+/// Waits before retrying a follower write that failed (the database restarting, a
+/// lock held by an import).
+const EFFECT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
 
 /// Sends the stored answer, encrypted when the message came encrypted.
 fn respond(state: &AppState, verified: &VerifiedMessage, stored: String) -> Response {

@@ -1,0 +1,664 @@
+//! Orders and the fee items they hold: taking items into an order (exclusively),
+//! releasing them when an order closes, applying a payment exactly once, and the
+//! notifications channels sent.
+//!
+//! Every change of an item's status is a conditional update whose row count is
+//! checked, inside a transaction: two requests for the same items, or ten copies of
+//! the same notification, cannot both win.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::entities::{fee_items, order_items, orders, payment_notifications};
+use super::{
+    FeeItemStatus, NotificationChannel, NotificationVerdict, OrderStatus, PaymentChannel, Store,
+    StoreError,
+};
+use crate::domain::money::Fen;
+use crate::domain::order::{OrderState, PaymentVerdict, judge_payment};
+
+/// An order as the rest of the program sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: i64,
+    pub out_trade_no: String,
+    pub student_id: i64,
+    pub channel: PaymentChannel,
+    pub amount_fen: i64,
+    pub status: OrderStatus,
+    pub channel_trade_no: Option<String>,
+    pub payer_openid: Option<String>,
+    pub description: String,
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub exception: Option<String>,
+}
+
+impl From<orders::Model> for OrderRecord {
+    fn from(row: orders::Model) -> OrderRecord {
+        OrderRecord {
+            id: row.id,
+            out_trade_no: row.out_trade_no,
+            student_id: row.student_id,
+            channel: row.channel,
+            amount_fen: row.amount_fen,
+            status: row.status,
+            channel_trade_no: row.channel_trade_no,
+            payer_openid: row.payer_openid,
+            description: row.description.unwrap_or_default(),
+            expires_at: row.expires_at,
+            paid_at: row.paid_at,
+            closed_at: row.closed_at,
+            created_at: row.created_at,
+            exception: row.exception,
+        }
+    }
+}
+
+/// One line of an order: the item and what the order charges for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub fee_item_id: i64,
+    pub academic_year: String,
+    pub item: String,
+    pub amount_fen: i64,
+}
+
+/// What a new order is to be.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub out_trade_no: &'a str,
+    pub student_id: i64,
+    pub channel: PaymentChannel,
+    pub item_ids: &'a [i64],
+    pub payer_openid: Option<&'a str>,
+    pub description: &'a str,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What asking for an order for some items came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeOutcome {
+    /// A new order now holds the items.
+    Created(OrderRecord),
+    /// The same student asked again for the same items on the same channel: the order
+    /// that already holds them.
+    Existing(OrderRecord),
+    /// Some items are held by other open orders, which must be closed at their
+    /// channel first.
+    Blocked(Vec<OrderRecord>),
+    /// Some items are not the student's, or no longer payable (paid, waived…).
+    Unavailable,
+}
+
+/// A verified report from a channel that an order was paid.
+#[derive(Debug, Clone)]
+pub struct PaymentReport<'a> {
+    pub out_trade_no: &'a str,
+    pub channel_trade_no: &'a str,
+    pub amount_fen: i64,
+    pub paid_at: DateTime<Utc>,
+    pub payer_openid: Option<&'a str>,
+}
+
+/// What applying a payment report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The order and its items are now paid.
+    Applied(OrderRecord),
+    /// Already applied (a duplicate): nothing changed.
+    AlreadyApplied(OrderRecord),
+    /// Paid after we closed it; recorded as an exception for the finance office.
+    /// `settled`: the items were still unpaid and are now paid by it.
+    PaidAfterClose { order: OrderRecord, settled: bool },
+    /// The amount differs from the order's: refused and recorded.
+    AmountMismatch(OrderRecord),
+    /// A second payment for a paid or refunded order: recorded.
+    Conflicting(OrderRecord),
+    /// No such order of ours.
+    UnknownOrder,
+}
+
+/// A notification as received, with our verdict.
+#[derive(Debug, Clone)]
+pub struct ReceivedNotification<'a> {
+    pub channel: NotificationChannel,
+    pub out_trade_no: Option<&'a str>,
+    pub headers: &'a str,
+    pub raw_body: &'a str,
+    pub verdict: NotificationVerdict,
+    pub reason: Option<&'a str>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Takes the student's items into a new order, exclusively; or returns the open
+    /// order that already holds exactly them; or says what stands in the way.
+    pub async fn take_items_into_order(
+        &self,
+        new: &NewOrder<'_>,
+    ) -> Result<TakeOutcome, StoreError> {
+        if new.item_ids.is_empty() {
+            return Ok(TakeOutcome::Unavailable);
+        }
+        let txn = self.begin_write("begin taking items").await?;
+        let outcome = take_items(&txn, new).await?;
+        match outcome {
+            TakeOutcome::Created(_) => txn
+                .commit()
+                .await
+                .map_err(StoreError::query("commit a new order"))?,
+            _ => txn
+                .rollback()
+                .await
+                .map_err(StoreError::query("roll back taking items"))?,
+        }
+        Ok(outcome)
+    }
+
+    /// Closes an open order and gives its items back (after the channel closed it).
+    /// False when the order was no longer open (paid meanwhile, or closed already).
+    pub async fn release_order(
+        &self,
+        order_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.begin_write("begin releasing an order").await?;
+        let closed = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, Expr::value(OrderStatus::Closed))
+            .col_expr(orders::Column::ClosedAt, Expr::value(Some(now)))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+            .filter(orders::Column::Id.eq(order_id))
+            .filter(orders::Column::Status.eq(OrderStatus::Created))
+            .exec(&txn)
+            .await
+            .map_err(StoreError::query("close an order"))?;
+        if closed.rows_affected != 1 {
+            txn.rollback()
+                .await
+                .map_err(StoreError::query("roll back releasing"))?;
+            return Ok(false);
+        }
+        let item_ids = item_ids_of(&txn, order_id).await?;
+        fee_items::Entity::update_many()
+            .col_expr(
+                fee_items::Column::Status,
+                Expr::value(FeeItemStatus::Unpaid),
+            )
+            .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
+            .filter(fee_items::Column::Id.is_in(item_ids))
+            .filter(fee_items::Column::Status.eq(FeeItemStatus::InOrder))
+            .exec(&txn)
+            .await
+            .map_err(StoreError::query("release an order's items"))?;
+        txn.commit()
+            .await
+            .map_err(StoreError::query("commit releasing an order"))?;
+        Ok(true)
+    }
+
+    /// Applies a verified payment report, exactly once however many copies arrive
+    /// and however concurrently.
+    pub async fn apply_payment(
+        &self,
+        report: &PaymentReport<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let txn = self.begin_write("begin applying a payment").await?;
+        let outcome = apply_in(&txn, report, now).await?;
+        txn.commit()
+            .await
+            .map_err(StoreError::query("commit a payment"))?;
+        Ok(outcome)
+    }
+
+    pub async fn find_order(&self, out_trade_no: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let row = orders::Entity::find()
+            .filter(orders::Column::OutTradeNo.eq(out_trade_no))
+            .one(&self.db)
+            .await
+            .map_err(StoreError::query("find an order"))?;
+        Ok(row.map(OrderRecord::from))
+    }
+
+    /// The items an order charges for, in the order they were taken.
+    pub async fn order_lines(&self, order_id: i64) -> Result<Vec<OrderLine>, StoreError> {
+        let rows = order_items::Entity::find()
+            .filter(order_items::Column::OrderId.eq(order_id))
+            .find_also_related(fee_items::Entity)
+            .order_by_asc(order_items::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list an order's items"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(line, item)| OrderLine {
+                fee_item_id: line.fee_item_id,
+                academic_year: item
+                    .as_ref()
+                    .map(|i| i.academic_year.clone())
+                    .unwrap_or_default(),
+                item: item.map(|i| i.item).unwrap_or_default(),
+                amount_fen: line.amount_fen,
+            })
+            .collect())
+    }
+
+    /// Open orders whose time is up, oldest first.
+    pub async fn expired_open_orders(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = orders::Entity::find()
+            .filter(orders::Column::Status.eq(OrderStatus::Created))
+            .filter(orders::Column::ExpiresAt.lte(now))
+            .order_by_asc(orders::Column::ExpiresAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list expired orders"))?;
+        Ok(rows.into_iter().map(OrderRecord::from).collect())
+    }
+
+    /// Open orders made before `made_before` that the channel has not been asked about
+    /// since `asked_before`: their notification may be lost.
+    pub async fn open_orders_to_query(
+        &self,
+        made_before: DateTime<Utc>,
+        asked_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = orders::Entity::find()
+            .filter(orders::Column::Status.eq(OrderStatus::Created))
+            .filter(orders::Column::CreatedAt.lte(made_before))
+            .filter(
+                Condition::any()
+                    .add(orders::Column::LastQueriedAt.is_null())
+                    .add(orders::Column::LastQueriedAt.lte(asked_before)),
+            )
+            .order_by_asc(orders::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list orders to query"))?;
+        Ok(rows.into_iter().map(OrderRecord::from).collect())
+    }
+
+    pub async fn mark_order_queried(
+        &self,
+        order_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        orders::Entity::update_many()
+            .col_expr(orders::Column::LastQueriedAt, Expr::value(Some(now)))
+            .filter(orders::Column::Id.eq(order_id))
+            .exec(&self.db)
+            .await
+            .map_err(StoreError::query("mark an order queried"))?;
+        Ok(())
+    }
+
+    /// Stores a notification as received, whatever its verdict.
+    pub async fn record_notification(
+        &self,
+        notification: &ReceivedNotification<'_>,
+    ) -> Result<(), StoreError> {
+        let order_id = match notification.out_trade_no {
+            Some(number) => self.find_order(number).await?.map(|order| order.id),
+            None => None,
+        };
+        payment_notifications::ActiveModel {
+            channel: Set(notification.channel),
+            out_trade_no: Set(notification.out_trade_no.map(str::to_owned)),
+            order_id: Set(order_id),
+            received_at: Set(notification.received_at),
+            headers: Set(notification.headers.to_owned()),
+            raw_body: Set(notification.raw_body.to_owned()),
+            verdict: Set(notification.verdict),
+            reason: Set(notification.reason.map(str::to_owned)),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(StoreError::query("record a notification"))?;
+        Ok(())
+    }
+
+    /// How many notifications were stored with `verdict` (for tests and the console).
+    pub async fn count_notifications(
+        &self,
+        verdict: NotificationVerdict,
+    ) -> Result<u64, StoreError> {
+        use sea_orm::PaginatorTrait;
+        payment_notifications::Entity::find()
+            .filter(payment_notifications::Column::Verdict.eq(verdict))
+            .count(&self.db)
+            .await
+            .map_err(StoreError::query("count notifications"))
+    }
+}
+
+async fn take_items(
+    txn: &DatabaseTransaction,
+    new: &NewOrder<'_>,
+) -> Result<TakeOutcome, StoreError> {
+    let items = fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(new.item_ids.iter().copied()))
+        .filter(fee_items::Column::StudentId.eq(new.student_id))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read the items to order"))?;
+    if items.len() != new.item_ids.len() {
+        return Ok(TakeOutcome::Unavailable);
+    }
+    if items
+        .iter()
+        .any(|item| item.status == FeeItemStatus::InOrder)
+    {
+        return held_by_open_orders(txn, new).await;
+    }
+    if items
+        .iter()
+        .any(|item| item.status != FeeItemStatus::Unpaid)
+    {
+        return Ok(TakeOutcome::Unavailable);
+    }
+    let taken = fee_items::Entity::update_many()
+        .col_expr(
+            fee_items::Column::Status,
+            Expr::value(FeeItemStatus::InOrder),
+        )
+        .col_expr(fee_items::Column::UpdatedAt, Expr::value(new.now))
+        .filter(fee_items::Column::Id.is_in(new.item_ids.iter().copied()))
+        .filter(fee_items::Column::StudentId.eq(new.student_id))
+        .filter(fee_items::Column::Status.eq(FeeItemStatus::Unpaid))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("take items into an order"))?;
+    if taken.rows_affected != new.item_ids.len() as u64 {
+        // Another request took some of them between our read and our update.
+        return Ok(TakeOutcome::Unavailable);
+    }
+    let amount: Fen = items.iter().map(|item| Fen(item.amount_fen)).sum();
+    let order = orders::ActiveModel {
+        out_trade_no: Set(new.out_trade_no.to_owned()),
+        student_id: Set(new.student_id),
+        channel: Set(new.channel),
+        amount_fen: Set(amount.0),
+        status: Set(OrderStatus::Created),
+        payer_openid: Set(new.payer_openid.map(str::to_owned)),
+        description: Set(Some(new.description.to_owned())),
+        expires_at: Set(new.expires_at),
+        created_at: Set(new.now),
+        updated_at: Set(new.now),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await
+    .map_err(StoreError::query("insert an order"))?;
+    let lines = items.iter().map(|item| order_items::ActiveModel {
+        order_id: Set(order.id),
+        fee_item_id: Set(item.id),
+        amount_fen: Set(item.amount_fen),
+        ..Default::default()
+    });
+    order_items::Entity::insert_many(lines)
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("insert an order's items"))?;
+    Ok(TakeOutcome::Created(OrderRecord::from(order)))
+}
+
+/// Some items are in open orders: the one that holds exactly these items for this
+/// channel and payer is handed back; otherwise the orders in the way are named.
+async fn held_by_open_orders(
+    txn: &DatabaseTransaction,
+    new: &NewOrder<'_>,
+) -> Result<TakeOutcome, StoreError> {
+    let holding = order_items::Entity::find()
+        .filter(order_items::Column::FeeItemId.is_in(new.item_ids.iter().copied()))
+        .find_also_related(orders::Entity)
+        .all(txn)
+        .await
+        .map_err(StoreError::query("find the orders holding items"))?;
+    let mut open: Vec<orders::Model> = holding
+        .into_iter()
+        .filter_map(|(_, order)| order)
+        .filter(|order| order.status == OrderStatus::Created)
+        .collect();
+    open.sort_by_key(|order| order.id);
+    open.dedup_by_key(|order| order.id);
+    if let [order] = open.as_slice() {
+        let same_items = {
+            let mut held = item_ids_of(txn, order.id).await?;
+            let mut wanted = new.item_ids.to_vec();
+            held.sort_unstable();
+            wanted.sort_unstable();
+            held == wanted
+        };
+        let same_payer = order.payer_openid.as_deref() == new.payer_openid;
+        if same_items && order.channel == new.channel && same_payer && order.expires_at > new.now {
+            return Ok(TakeOutcome::Existing(OrderRecord::from(order.clone())));
+        }
+    }
+    if open.is_empty() {
+        // In order, but no open order holds them: a state repair for the office.
+        return Err(StoreError::Inconsistent(
+            "items in order without an open order",
+        ));
+    }
+    Ok(TakeOutcome::Blocked(
+        open.into_iter().map(OrderRecord::from).collect(),
+    ))
+}
+
+async fn item_ids_of(txn: &impl ConnectionTrait, order_id: i64) -> Result<Vec<i64>, StoreError> {
+    let lines = order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order_id))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read an order's items"))?;
+    Ok(lines.into_iter().map(|line| line.fee_item_id).collect())
+}
+
+fn order_state(status: OrderStatus) -> OrderState {
+    match status {
+        OrderStatus::Created => OrderState::Open,
+        OrderStatus::Paid => OrderState::Paid,
+        OrderStatus::Closed => OrderState::Closed,
+        OrderStatus::Refunded => OrderState::Refunded,
+    }
+}
+
+async fn apply_in(
+    txn: &DatabaseTransaction,
+    report: &PaymentReport<'_>,
+    now: DateTime<Utc>,
+) -> Result<ApplyOutcome, StoreError> {
+    let Some(order) = orders::Entity::find()
+        .filter(orders::Column::OutTradeNo.eq(report.out_trade_no))
+        .one(txn)
+        .await
+        .map_err(StoreError::query("read the paid order"))?
+    else {
+        return Ok(ApplyOutcome::UnknownOrder);
+    };
+    let same_transaction = order.channel_trade_no.as_deref() == Some(report.channel_trade_no);
+    let verdict = judge_payment(
+        order_state(order.status),
+        Fen(order.amount_fen),
+        Fen(report.amount_fen),
+        same_transaction,
+    );
+    match verdict {
+        PaymentVerdict::Apply => mark_paid(txn, order, report, now).await,
+        PaymentVerdict::AlreadyApplied => {
+            Ok(ApplyOutcome::AlreadyApplied(OrderRecord::from(order)))
+        }
+        PaymentVerdict::PaidAfterClose => paid_after_close(txn, order, report, now).await,
+        PaymentVerdict::AmountMismatch { expected, reported } => {
+            let note = format!("渠道报告的金额 {reported} 元与订单金额 {expected} 元不符，未入账");
+            let order = note_exception(txn, order, &note, now).await?;
+            Ok(ApplyOutcome::AmountMismatch(OrderRecord::from(order)))
+        }
+        PaymentVerdict::Conflicting => {
+            let note = format!(
+                "订单已{}，渠道又报告一笔支付（交易号 {}），需核实退款",
+                if order.status == OrderStatus::Refunded {
+                    "退款"
+                } else {
+                    "支付"
+                },
+                report.channel_trade_no
+            );
+            let order = note_exception(txn, order, &note, now).await?;
+            Ok(ApplyOutcome::Conflicting(OrderRecord::from(order)))
+        }
+    }
+}
+
+/// Open → paid, with its items; exactly one of concurrent copies gets here first, the
+/// others find the order paid when their update matches nothing.
+async fn mark_paid(
+    txn: &DatabaseTransaction,
+    order: orders::Model,
+    report: &PaymentReport<'_>,
+    now: DateTime<Utc>,
+) -> Result<ApplyOutcome, StoreError> {
+    let updated = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(OrderStatus::Paid))
+        .col_expr(
+            orders::Column::ChannelTradeNo,
+            Expr::value(Some(report.channel_trade_no)),
+        )
+        .col_expr(orders::Column::PaidAt, Expr::value(Some(report.paid_at)))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(OrderStatus::Created))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("mark an order paid"))?;
+    if updated.rows_affected != 1 {
+        // A concurrent copy won; judge again against what it wrote.
+        let current = reread(txn, order.id).await?;
+        let same = current.channel_trade_no.as_deref() == Some(report.channel_trade_no);
+        return Ok(if current.status == OrderStatus::Paid && same {
+            ApplyOutcome::AlreadyApplied(OrderRecord::from(current))
+        } else {
+            ApplyOutcome::Conflicting(OrderRecord::from(current))
+        });
+    }
+    let item_ids = item_ids_of(txn, order.id).await?;
+    let settled = settle_items(txn, order.id, &item_ids, FeeItemStatus::InOrder, now).await?;
+    let mut paid = reread(txn, order.id).await?;
+    if settled != item_ids.len() as u64 {
+        // An item left the order meanwhile (waived by the office?): the money is in,
+        // so the office must see it.
+        paid = note_exception(txn, paid, "订单中部分项目状态已变，需人工核对", now).await?;
+    }
+    Ok(ApplyOutcome::Applied(OrderRecord::from(paid)))
+}
+
+/// The money came for an order we closed. When its items are still unpaid they are
+/// settled by it (the student paid them); otherwise it is a second payment to refund.
+async fn paid_after_close(
+    txn: &DatabaseTransaction,
+    order: orders::Model,
+    report: &PaymentReport<'_>,
+    now: DateTime<Utc>,
+) -> Result<ApplyOutcome, StoreError> {
+    let item_ids = item_ids_of(txn, order.id).await?;
+    let unpaid = fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
+        .filter(fee_items::Column::Status.eq(FeeItemStatus::Unpaid))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read a closed order's items"))?;
+    let settled = unpaid.len() == item_ids.len()
+        && settle_items(txn, order.id, &item_ids, FeeItemStatus::Unpaid, now).await?
+            == item_ids.len() as u64;
+    let (status, note) = if settled {
+        (OrderStatus::Paid, "订单关闭后收到支付，已按此笔入账")
+    } else {
+        (
+            OrderStatus::Closed,
+            "订单关闭后收到支付，项目已由其他订单缴清，需退款",
+        )
+    };
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(status))
+        .col_expr(
+            orders::Column::ChannelTradeNo,
+            Expr::value(Some(report.channel_trade_no)),
+        )
+        .col_expr(orders::Column::PaidAt, Expr::value(Some(report.paid_at)))
+        .col_expr(orders::Column::Exception, Expr::value(Some(note)))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(OrderStatus::Closed))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("record a payment after close"))?;
+    let order = reread(txn, order.id).await?;
+    Ok(ApplyOutcome::PaidAfterClose {
+        order: OrderRecord::from(order),
+        settled,
+    })
+}
+
+async fn settle_items(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    item_ids: &[i64],
+    from: FeeItemStatus,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let result = fee_items::Entity::update_many()
+        .col_expr(fee_items::Column::Status, Expr::value(FeeItemStatus::Paid))
+        .col_expr(fee_items::Column::PaidOrderId, Expr::value(Some(order_id)))
+        .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
+        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
+        .filter(fee_items::Column::Status.eq(from))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("mark items paid"))?;
+    Ok(result.rows_affected)
+}
+
+async fn note_exception(
+    txn: &DatabaseTransaction,
+    order: orders::Model,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<orders::Model, StoreError> {
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Exception, Expr::value(Some(note)))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .filter(orders::Column::Id.eq(order.id))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("note an order exception"))?;
+    reread(txn, order.id).await
+}
+
+async fn reread(txn: &DatabaseTransaction, order_id: i64) -> Result<orders::Model, StoreError> {
+    orders::Entity::find_by_id(order_id)
+        .one(txn)
+        .await
+        .map_err(StoreError::query("re-read an order"))?
+        .ok_or(StoreError::Inconsistent(
+            "an order vanished inside its transaction",
+        ))
+}
+
+#[cfg(test)]
+#[path = "orders_tests.rs"]
+mod tests;
