@@ -52,8 +52,9 @@ pub fn beijing_offset() -> chrono::FixedOffset {
         .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"))
 }
 
-/// WeChat Pay allows 127 characters of description.
-pub const DESCRIPTION_MAX_CHARS: usize = 127;
+/// WeChat Pay allows 127 of description; counted in UTF-8 bytes here, the stricter
+/// reading (a Chinese character is three).
+pub const DESCRIPTION_MAX_BYTES: usize = 127;
 
 /// What the payer sees in their bill: the school and the items, e.g.
 /// `武威职业学院-2026-2027学年学费、住宿费`; cut to the channel's limit.
@@ -66,11 +67,19 @@ pub fn order_description(school: &str, items: &[(&str, &str)]) -> String {
         _ => String::new(),
     };
     let full = format!("{school}-{year}{}", names.join("、"));
-    if full.chars().count() <= DESCRIPTION_MAX_CHARS {
+    if full.len() <= DESCRIPTION_MAX_BYTES {
         return full;
     }
-    let mut cut: String = full.chars().take(DESCRIPTION_MAX_CHARS - 1).collect();
-    cut.push('…');
+    let ellipsis = '…';
+    let room = DESCRIPTION_MAX_BYTES - ellipsis.len_utf8();
+    let mut cut = String::with_capacity(DESCRIPTION_MAX_BYTES);
+    for c in full.chars() {
+        if cut.len() + c.len_utf8() > room {
+            break;
+        }
+        cut.push(c);
+    }
+    cut.push(ellipsis);
     cut
 }
 
@@ -179,7 +188,7 @@ mod tests {
         );
         assert_eq!(two_years, "武威职业学院-教材费、学费");
         let long = order_description("学校", &vec![("2026-2027", "很长的项目名称"); 40]);
-        assert_eq!(long.chars().count(), DESCRIPTION_MAX_CHARS);
+        assert!(long.len() <= DESCRIPTION_MAX_BYTES && long.len() > DESCRIPTION_MAX_BYTES - 6);
         assert!(long.ends_with('…'));
     }
 

@@ -1,1 +1,6 @@
-//! jobs
+//! Work that runs on a schedule rather than on a request. Each job takes a lock in the
+//! cache for its run, so that N instances behind one proxy run it once.
+//!
+//! - [`orders`]: closes expired orders at their channel and queries quiet ones.
+
+pub mod orders;

@@ -1,5 +1,7 @@
 //! The simulated upstreams used by `demo` and by the tests, over loopback, with the
 //! real wire formats and signatures. They refuse what the real services refuse.
 
+pub mod merchant;
 pub mod wechat_api;
+pub mod wechat_pay;
 pub mod wechat_push;

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod login_guard;
+pub mod notify;
 pub mod session;
 pub mod students;
 pub mod text;
@@ -29,6 +30,9 @@ use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pay::Channel;
+use crate::pay::checkout::{Channels, Checkout};
+use crate::pay::wechat::WechatPay;
 use crate::store::Store;
 use crate::wechat::api::{ApiClient, ApiClientConfig};
 use crate::wechat::crypto::MessageCrypto;
@@ -47,6 +51,10 @@ pub struct AppState {
     /// Bounds the background writes (follower events, remarks) in flight, so that a
     /// burst queues here instead of timing out in the connection pool.
     pub background_writes: Arc<tokio::sync::Semaphore>,
+    /// Orders and the channels that collect them.
+    pub checkout: Checkout,
+    /// WeChat Pay, when configured: its notifications are read with it.
+    pub wechat_pay: Option<Arc<WechatPay>>,
 }
 
 /// Background writes at once: enough to keep PostgreSQL's pool busy, few enough to
@@ -128,7 +136,20 @@ impl AppState {
             }
             None => None,
         };
+        let wechat_pay = WechatPay::from_config(&config, services.clock.clone())?.map(Arc::new);
+        let checkout = Checkout {
+            store: services.store.clone(),
+            channels: Channels {
+                wechat: wechat_pay.clone().map(|pay| pay as Arc<dyn Channel>),
+            },
+            clock: services.clock.clone(),
+            school_name: config.school_name.clone(),
+            order_ttl: config.order_ttl,
+            wechat_notify_url: config.public_link("/pay/notify/wechat"),
+        };
         Ok(AppState {
+            checkout,
+            wechat_pay,
             config: Arc::new(config),
             store: services.store,
             cache: services.cache,
@@ -146,6 +167,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhook::router())
         .merge(students::router())
+        .merge(notify::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -217,11 +239,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let background = self.state.background.clone();
+        let sweeper = tokio::spawn(crate::jobs::orders::run(
+            self.state.checkout.clone(),
+            self.state.cache.clone(),
+        ));
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("the server stopped with an error")?;
+        sweeper.abort();
         if tokio::time::timeout(Duration::from_secs(10), background.drain())
             .await
             .is_err()

@@ -2,6 +2,7 @@
 
 mod cli;
 mod import;
+mod payments;
 mod students;
 mod support;
 mod webhook;

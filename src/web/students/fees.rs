@@ -1,5 +1,4 @@
-//! The fee list and the confirmation step; `pay` is where the payment channels take
-//! over (the payment issue).
+//! The fee list and the confirmation step; `paying` takes over from there.
 
 use axum::extract::{RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -50,13 +49,13 @@ pub async fn list(
 
 /// The posted form: its CSRF token and the ticked item ids (a repeated field, which
 /// `Form` cannot read).
-struct TickedItems {
-    csrf: String,
-    items: Vec<i64>,
+pub(super) struct TickedItems {
+    pub(super) csrf: String,
+    pub(super) items: Vec<i64>,
     malformed: bool,
 }
 
-fn read_ticked(form: &[u8]) -> TickedItems {
+pub(super) fn read_ticked(form: &[u8]) -> TickedItems {
     let mut ticked = TickedItems {
         csrf: String::new(),
         items: Vec::new(),
@@ -77,7 +76,7 @@ fn read_ticked(form: &[u8]) -> TickedItems {
 }
 
 /// The ticked items, each still the student's and still payable; or the message why not.
-async fn payable_selection(
+pub(super) async fn payable_selection(
     state: &AppState,
     student: &StudentAccount,
     ticked: &TickedItems,
@@ -140,42 +139,6 @@ pub async fn confirm(
             (&surface.path("/fees"), "返回缴费项目"),
         )),
     }
-}
-
-/// `POST /h5/pay`, `POST /pay`: checks the selection again; the payment channels come
-/// with the payment issue, until then the page says online payment is not open.
-pub async fn pay(
-    surface: Surface,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawForm(form): RawForm,
-) -> Result<Response, AppError> {
-    let (session, student) = match gate(&state, &headers, surface, false).await? {
-        Gate::Open(session, student) => (session, student),
-        Gate::Elsewhere(response) => return Ok(response),
-    };
-    let ticked = read_ticked(&form);
-    if !session.csrf_matches(&ticked.csrf) {
-        return Ok(csrf_refused(&state, surface));
-    }
-    if let Err(reason) = payable_selection(&state, &student, &ticked).await? {
-        return Ok(message(
-            &state,
-            surface,
-            StatusCode::CONFLICT,
-            "请重新选择",
-            reason,
-            (&surface.path("/fees"), "返回缴费项目"),
-        ));
-    }
-    Ok(message(
-        &state,
-        surface,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "暂未开通",
-        "在线支付尚未开通，请留意学校通知。",
-        (&surface.path("/fees"), "返回缴费项目"),
-    ))
 }
 
 fn header_of(student: &StudentAccount) -> StudentHeader {

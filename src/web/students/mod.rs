@@ -7,6 +7,7 @@ mod captcha;
 mod fees;
 mod oauth;
 mod password;
+mod paying;
 mod portal;
 mod remark;
 mod signin;
@@ -42,9 +43,14 @@ pub fn router() -> Router<AppState> {
             "/h5/confirm",
             post(|s, h, f| fees::confirm(Surface::Mobile, s, h, f)),
         )
+        .route("/h5/pay", post(paying::jsapi))
         .route(
-            "/h5/pay",
-            post(|s, h, f| fees::pay(Surface::Mobile, s, h, f)),
+            "/h5/orders/{number}",
+            get(|s, h, p| paying::result(Surface::Mobile, s, h, p)),
+        )
+        .route(
+            "/h5/orders/{number}/status",
+            get(|s, h, p| paying::status(Surface::Mobile, s, h, p)),
         )
         // PC portal.
         .route("/", get(portal::home))
@@ -61,10 +67,20 @@ pub fn router() -> Router<AppState> {
             "/confirm",
             post(|s, h, f| fees::confirm(Surface::Pc, s, h, f)),
         )
-        .route("/pay", post(|s, h, f| fees::pay(Surface::Pc, s, h, f)))
+        .route("/pay", post(paying::choose))
+        .route("/pay/wechat", post(paying::native))
+        .route(
+            "/orders/{number}",
+            get(|s, h, p| paying::result(Surface::Pc, s, h, p)),
+        )
+        .route(
+            "/orders/{number}/status",
+            get(|s, h, p| paying::status(Surface::Pc, s, h, p)),
+        )
         // What the pages load.
         .route("/assets/app.css", get(stylesheet))
         .route("/assets/fees.js", get(fees_script))
+        .route("/assets/pay.js", get(pay_script))
 }
 
 async fn stylesheet() -> Response {
@@ -78,6 +94,13 @@ async fn fees_script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("../../../h5/fees.js"),
+    )
+}
+
+async fn pay_script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../../h5/pay.js"),
     )
 }
 

@@ -24,7 +24,7 @@ pub struct StudentHeader {
 pub struct FeeList {
     /// Academic year → items payable now, oldest year first.
     pub payable: BTreeMap<String, Vec<FeeLine>>,
-    /// Items that cannot be ticked: paid, waived, deferred, or in a payment in flight.
+    /// Items that cannot be ticked: paid, waived, deferred.
     pub settled: Vec<FeeLine>,
 }
 
@@ -48,7 +48,12 @@ impl FeeList {
                 amount: Fen(record.amount_fen),
                 status: status_label(record.status),
             };
-            if record.status == FeeItemStatus::Unpaid {
+            // An item in an unfinished payment is still owed: the student may pay it
+            // again (the old order is closed at its channel first).
+            if matches!(
+                record.status,
+                FeeItemStatus::Unpaid | FeeItemStatus::InOrder
+            ) {
                 list.payable
                     .entry(record.academic_year.clone())
                     .or_default()
@@ -76,7 +81,7 @@ impl FeeList {
 fn status_label(status: FeeItemStatus) -> &'static str {
     match status {
         FeeItemStatus::Unpaid => "待缴",
-        FeeItemStatus::InOrder => "支付处理中",
+        FeeItemStatus::InOrder => "有未完成的支付",
         FeeItemStatus::Paid => "已缴",
         FeeItemStatus::Waived => "已减免",
         FeeItemStatus::Deferred => "缓缴（绿色通道）",
@@ -131,7 +136,10 @@ pub fn fee_list(
                                     label class="cell check" for=(format!("item-{}", line.id)) {
                                         input type="checkbox" name="item" id=(format!("item-{}", line.id))
                                             value=(line.id) data-fen=(line.amount.0) checked;
-                                        span class="item" { (line.item) }
+                                        span class="item" {
+                                            (line.item)
+                                            @if line.status != "待缴" { " " span class="status" { (line.status) } }
+                                        }
                                         span class="amount" { "¥" (line.amount) }
                                     }
                                 }
@@ -272,7 +280,7 @@ mod tests {
             None,
         )
         .into_string();
-        assert!(page.contains("无欠费") && page.contains("支付处理中"));
+        assert!(page.contains("无欠费") && page.contains("已缴"));
         assert!(page.contains("行树楼103室 计财处结算中心1号窗口"));
     }
 

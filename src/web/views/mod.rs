@@ -2,6 +2,7 @@
 //! they never touch the store or the session.
 
 pub mod fees;
+pub mod pay;
 pub mod signin;
 
 use maud::{DOCTYPE, Markup, html};

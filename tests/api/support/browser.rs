@@ -132,3 +132,117 @@ impl<'a> Browser<'a> {
         self.get(&back).await
     }
 }
+
+/// The password every signed-in test student chooses at first login.
+pub const NEW_PASSWORD: &str = "Campus2026pay";
+
+impl<'a> Browser<'a> {
+    /// A student bound in WeChat as `openid`, past the first password change, on the
+    /// fee list.
+    pub async fn signed_in_h5(
+        app: &'a TestApp,
+        openid: &str,
+        id_card: &str,
+        initial: &str,
+    ) -> Browser<'a> {
+        let mut browser = Browser::new(app);
+        let back = browser.wechat_oauth(openid).await;
+        assert!(back.redirects_to("/h5"), "{:?}", back.location);
+        assert!(browser.get("/h5").await.redirects_to("/h5/bind"));
+        let form = browser.get("/h5/bind").await;
+        let bound = browser
+            .post(
+                "/h5/bind",
+                &[
+                    ("csrf", &form.csrf()),
+                    ("id_card", id_card),
+                    ("id_card_again", id_card),
+                    ("password", initial),
+                ],
+            )
+            .await;
+        assert!(
+            bound.redirects_to("/h5/password"),
+            "{:?} {}",
+            bound.location,
+            bound.body
+        );
+        browser.choose_password("/h5").await;
+        browser
+    }
+
+    /// A student signed in on the PC portal (captcha read from the cache), past the
+    /// first password change.
+    pub async fn signed_in_pc(app: &'a TestApp, id_card: &str, initial: &str) -> Browser<'a> {
+        let mut browser = Browser::new(app);
+        let page = browser.get("/").await;
+        let (status, _) = browser.get_bytes("/captcha").await;
+        assert_eq!(status, StatusCode::OK);
+        let session = browser.session.clone().expect("a session");
+        let answer = app
+            .state
+            .cache
+            .get(&campus_pay::web::students::captcha_key(&session))
+            .await
+            .expect("cache")
+            .expect("captcha answer");
+        let signed_in = browser
+            .post(
+                "/login",
+                &[
+                    ("csrf", &page.csrf()),
+                    ("id_card", id_card),
+                    ("password", initial),
+                    ("captcha", &answer),
+                ],
+            )
+            .await;
+        assert!(
+            signed_in.redirects_to("/password"),
+            "{:?} {}",
+            signed_in.location,
+            signed_in.body
+        );
+        browser.choose_password("").await;
+        browser
+    }
+
+    async fn choose_password(&mut self, prefix: &str) {
+        let form = self.get(&format!("{prefix}/password")).await;
+        let chosen = self
+            .post(
+                &format!("{prefix}/password"),
+                &[
+                    ("csrf", &form.csrf()),
+                    ("new_password", NEW_PASSWORD),
+                    ("new_password_again", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert!(
+            chosen.redirects_to(&format!("{prefix}/fees")),
+            "{:?}",
+            chosen.location
+        );
+    }
+
+    /// The ids of the ticked items on a fee list page, in page order.
+    pub fn item_ids(page: &Page) -> Vec<String> {
+        let marker = "name=\"item\" id=\"item-";
+        page.body
+            .match_indices(marker)
+            .map(|(at, _)| {
+                let rest = &page.body[at + marker.len()..];
+                rest[..rest.find('"').expect("id ends")].to_owned()
+            })
+            .collect()
+    }
+}
+
+/// The text of the element with `id` (its first text run), e.g. the order number.
+pub fn element_text(body: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\">");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('<')?;
+    Some(body[start..start + end].to_owned())
+}

@@ -12,7 +12,9 @@ use campus_pay::background::Background;
 use campus_pay::cache::{MemoryCache, RedisCache, SharedCache};
 use campus_pay::clock::Clock;
 use campus_pay::config::{Config, Variables};
+use campus_pay::sandbox::merchant;
 use campus_pay::sandbox::wechat_api::WechatSandbox;
+use campus_pay::sandbox::wechat_pay::WechatPaySandbox;
 use campus_pay::sandbox::wechat_push::{EncryptionMode, SignedPost, WechatPush};
 use campus_pay::store::testing::{TestStore, fresh_store};
 use campus_pay::web::{App, AppState, Services};
@@ -29,6 +31,8 @@ pub struct TestApp {
     pub url: String,
     pub state: AppState,
     pub sandbox: WechatSandbox,
+    /// WeChat Pay at loopback.
+    pub pay: WechatPaySandbox,
     pub push: WechatPush,
     pub client: reqwest::Client,
     pub clock: Clock,
@@ -40,6 +44,10 @@ pub struct Options {
     pub aes_key: bool,
     /// Share another app's database and cache (a second instance).
     pub share_with: Option<(Arc<TestStore>, SharedCache)>,
+    /// `CAMPUSPAY_PUBLIC_URL` is the app's own `http://127.0.0.1:PORT` instead of
+    /// [`PUBLIC_URL`]: what a real browser needs (OAuth comes back to the app, and the
+    /// cookies are not `Secure`).
+    pub public_url_is_self: bool,
 }
 
 impl Default for Options {
@@ -47,6 +55,7 @@ impl Default for Options {
         Options {
             aes_key: true,
             share_with: None,
+            public_url_is_self: false,
         }
     }
 }
@@ -79,9 +88,29 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => (Arc::new(fresh_store().await), fresh_cache(&clock).await),
     };
     let api_base = sandbox.base_url().to_string();
+    let (listen, public_url) = if options.public_url_is_self {
+        // The port must be known before the config: take a free one and let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        (
+            format!("127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        )
+    } else {
+        ("127.0.0.1:0".to_owned(), PUBLIC_URL.to_owned())
+    };
+    let pay = WechatPaySandbox::spawn(merchant::sandbox_merchant(APPID), clock.clone())
+        .await
+        .expect("the WeChat Pay sandbox starts");
+    let key_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wechatpay-keys-{}", uuid::Uuid::new_v4().simple()));
+    let key_files = merchant::write_key_files(&key_dir).expect("key files written");
+    let pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
     let mut pairs = vec![
-        ("CAMPUSPAY_LISTEN", "127.0.0.1:0"),
-        ("CAMPUSPAY_PUBLIC_URL", PUBLIC_URL),
+        ("CAMPUSPAY_LISTEN", listen.as_str()),
+        ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
         ("CAMPUSPAY_WECHAT_APPID", APPID),
         ("CAMPUSPAY_WECHAT_SECRET", SECRET),
         ("CAMPUSPAY_WECHAT_TOKEN", TOKEN),
@@ -91,6 +120,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if options.aes_key {
         pairs.push(("CAMPUSPAY_WECHAT_AES_KEY", AES_KEY));
     }
+    pairs.extend(
+        pay_settings
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
     let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
     let services = Services {
         store: (*store).clone(),
@@ -111,6 +145,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         url: format!("http://{address}"),
         state,
         sandbox,
+        pay,
         push,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -132,6 +167,7 @@ impl TestApp {
         spawn_app_with(Options {
             aes_key: true,
             share_with: Some((self.store.clone(), self.state.cache.clone())),
+            public_url_is_self: false,
         })
         .await
     }

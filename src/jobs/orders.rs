@@ -1,0 +1,56 @@
+//! The order sweep: every [`INTERVAL`], expired orders are closed at their channel
+//! (then their items released) and open orders that went quiet are queried, so a lost
+//! notification costs minutes, not days.
+
+use std::time::Duration;
+
+use crate::cache::{CacheLock, SharedCache};
+use crate::pay::checkout::{Checkout, SweepReport};
+
+pub const INTERVAL: Duration = Duration::from_secs(30);
+/// An open order without news for this long is queried.
+pub const QUIET_FOR: Duration = Duration::from_secs(120);
+const BATCH: u64 = 200;
+const LOCK_KEY: &str = "job:orders:lock";
+/// Longer than one pass can take with every channel call timing out.
+const LOCK_TTL: Duration = Duration::from_secs(300);
+
+/// One pass, if no other instance is running one. `None` when another holds the lock.
+pub async fn sweep_once(
+    checkout: &Checkout,
+    cache: &SharedCache,
+) -> anyhow::Result<Option<SweepReport>> {
+    let Some(lock) = CacheLock::try_acquire(cache, LOCK_KEY, LOCK_TTL).await? else {
+        return Ok(None);
+    };
+    let report = checkout.sweep(QUIET_FOR, BATCH).await;
+    if let Err(error) = lock.release().await {
+        tracing::warn!(%error, "cannot release the order sweep lock; it expires by itself");
+    }
+    let report = report?;
+    if report != SweepReport::default() {
+        tracing::info!(
+            closed = report.closed,
+            found_paid = report.found_paid,
+            failed = report.failed,
+            "order sweep"
+        );
+    }
+    Ok(Some(report))
+}
+
+/// Sweeps forever; the caller aborts it on shutdown (a pass stops at any await, and
+/// every step of a pass is a transaction or a channel call that is safe to repeat).
+pub async fn run(checkout: Checkout, cache: SharedCache) {
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = sweep_once(&checkout, &cache).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "order sweep failed; retrying next interval"
+            );
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! From ticked items to a paid order: takes the items into an order, asks the channel
+//! to collect, believes only verified reports, and closes what expired. The web pages,
+//! the notification handler and the jobs all go through here, so every path applies a
+//! payment the same idempotent way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::RngExt as _;
+
+use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
+use crate::clock::Clock;
+use crate::domain::order::{OutTradeNo, expiry, order_description};
+use crate::store::{
+    ApplyOutcome, FeeItemStatus, NewOrder, OrderRecord, OrderStatus, PaymentChannel, PaymentReport,
+    Store, StoreError, TakeOutcome,
+};
+
+/// Closing orders in the way of a new one is retried this often before giving up.
+const TAKE_ATTEMPTS: usize = 3;
+/// A page asking "paid yet?" queries the channel at most this often per order.
+const QUERY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The channels configured, by what they serve.
+#[derive(Clone, Default)]
+pub struct Channels {
+    pub wechat: Option<Arc<dyn Channel>>,
+}
+
+impl Channels {
+    pub fn for_kind(&self, kind: PaymentChannel) -> Option<Arc<dyn Channel>> {
+        match kind {
+            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => self.wechat.clone(),
+            PaymentChannel::Alipay | PaymentChannel::AbcPage | PaymentChannel::AbcScan => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Checkout {
+    pub store: Store,
+    pub channels: Channels,
+    pub clock: Clock,
+    pub school_name: String,
+    pub order_ttl: Duration,
+    /// `<public url>/pay/notify/wechat` and the like, by provider.
+    pub wechat_notify_url: String,
+}
+
+/// What starting a payment came to.
+#[derive(Debug)]
+pub enum Started {
+    /// Pay with this.
+    Ready {
+        order: Box<OrderRecord>,
+        prepaid: Prepaid,
+    },
+    /// The items are no longer payable (paid meanwhile, not the student's…).
+    Unavailable,
+    /// The items were just found paid (a payment in flight completed).
+    AlreadyPaid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("the channel {0:?} is not configured")]
+    ChannelNotConfigured(PaymentChannel),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("orders holding the items could not be closed at the channel")]
+    StillHeld,
+}
+
+/// What the store made of a channel's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Paid(OrderRecord),
+    /// Still open at the channel.
+    Open(OrderRecord),
+    /// Closed (expired or replaced) and not paid.
+    Closed(OrderRecord),
+    /// The channel reported something the office must look at.
+    Exception(OrderRecord),
+}
+
+impl Checkout {
+    /// Takes the student's items into an order on `kind` and asks the channel to
+    /// collect. Asking again for the same items gets the same order.
+    pub async fn start(
+        &self,
+        student_id: i64,
+        item_ids: &[i64],
+        kind: PaymentChannel,
+        payer_openid: Option<&str>,
+    ) -> Result<Started, CheckoutError> {
+        let channel = self
+            .channels
+            .for_kind(kind)
+            .ok_or(CheckoutError::ChannelNotConfigured(kind))?;
+        let description = self.description_for(student_id, item_ids).await?;
+        for _ in 0..TAKE_ATTEMPTS {
+            let now = self.clock.now();
+            let number = new_out_trade_no(now);
+            let outcome = self
+                .store
+                .take_items_into_order(&NewOrder {
+                    out_trade_no: number.as_str(),
+                    student_id,
+                    channel: kind,
+                    item_ids,
+                    payer_openid,
+                    description: &description,
+                    now,
+                    expires_at: expiry(now, self.order_ttl),
+                })
+                .await?;
+            match outcome {
+                TakeOutcome::Created(order) => {
+                    return self.prepay(channel.as_ref(), order, true).await;
+                }
+                TakeOutcome::Existing(order) => {
+                    return self.prepay(channel.as_ref(), order, false).await;
+                }
+                TakeOutcome::Unavailable => return Ok(Started::Unavailable),
+                TakeOutcome::Blocked(orders) => {
+                    for order in orders {
+                        if let Settled::Paid(_) = self.close(&order).await? {
+                            return Ok(Started::AlreadyPaid);
+                        }
+                    }
+                }
+            }
+        }
+        Err(CheckoutError::StillHeld)
+    }
+
+    async fn description_for(
+        &self,
+        student_id: i64,
+        item_ids: &[i64],
+    ) -> Result<String, StoreError> {
+        let items = self.store.fee_items_of(student_id).await?;
+        let chosen: Vec<(&str, &str)> = items
+            .iter()
+            .filter(|item| item_ids.contains(&item.id))
+            .map(|item| (item.academic_year.as_str(), item.item.as_str()))
+            .collect();
+        Ok(order_description(&self.school_name, &chosen))
+    }
+
+    /// Asks the channel for the means to pay. A new order the channel refused is
+    /// released at once; one whose outcome is unknown stays open for the query job.
+    async fn prepay(
+        &self,
+        channel: &dyn Channel,
+        order: OrderRecord,
+        new: bool,
+    ) -> Result<Started, CheckoutError> {
+        let request = PrepayOrder {
+            kind: order.channel,
+            out_trade_no: &order.out_trade_no,
+            description: &order.description,
+            amount_fen: order.amount_fen,
+            expires_at: order.expires_at,
+            notify_url: &self.wechat_notify_url,
+            payer_openid: order.payer_openid.as_deref(),
+        };
+        match channel.prepay(&request).await {
+            Ok(prepaid) => Ok(Started::Ready {
+                order: Box::new(order),
+                prepaid,
+            }),
+            Err(ChannelError::Refused { code, message }) if new => {
+                tracing::warn!(out_trade_no = %order.out_trade_no, %code, "prepay refused; releasing the order");
+                self.store.release_order(order.id, self.clock.now()).await?;
+                Err(ChannelError::Refused { code, message }.into())
+            }
+            Err(ChannelError::Refused { code, .. }) if code == "ORDER_PAID" => {
+                match self.refresh_now(&order).await? {
+                    Settled::Paid(_) => Ok(Started::AlreadyPaid),
+                    _ => Err(CheckoutError::StillHeld),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Where an order stands, asking the channel when no notification has settled it
+    /// (at most every few seconds per order, however often the page asks).
+    pub async fn refresh(&self, order: &OrderRecord) -> Result<Settled, CheckoutError> {
+        if order.status != OrderStatus::Created {
+            return Ok(settled_from_record(order.clone()));
+        }
+        let recently =
+            self.clock.now() - chrono::Duration::from_std(QUERY_INTERVAL).unwrap_or_default();
+        if order.created_at > recently {
+            return Ok(Settled::Open(order.clone()));
+        }
+        let due = self
+            .store
+            .open_orders_to_query(self.clock.now(), recently, 1_000)
+            .await?
+            .into_iter()
+            .any(|due| due.id == order.id);
+        if !due {
+            return Ok(Settled::Open(order.clone()));
+        }
+        self.refresh_now(order).await
+    }
+
+    /// Queries the channel now and applies what it vouches for.
+    pub async fn refresh_now(&self, order: &OrderRecord) -> Result<Settled, CheckoutError> {
+        let channel = self
+            .channels
+            .for_kind(order.channel)
+            .ok_or(CheckoutError::ChannelNotConfigured(order.channel))?;
+        self.store
+            .mark_order_queried(order.id, self.clock.now())
+            .await?;
+        match channel.query(&order.out_trade_no).await? {
+            ChannelState::Paid(payment) => Ok(self.apply(&order.out_trade_no, &payment).await?.0),
+            ChannelState::Unpaid | ChannelState::NotFound => Ok(Settled::Open(order.clone())),
+            ChannelState::Closed => Ok(Settled::Open(order.clone())),
+            ChannelState::Other(state) => {
+                tracing::warn!(out_trade_no = %order.out_trade_no, %state, "order in an unexpected state at the channel");
+                Ok(Settled::Open(order.clone()))
+            }
+        }
+    }
+
+    /// Applies a payment the channel vouched for (a verified notification or query).
+    /// The flag says whether this call was the one that applied it (false for the
+    /// copies that found it done).
+    pub async fn apply(
+        &self,
+        out_trade_no: &str,
+        payment: &ChannelPayment,
+    ) -> Result<(Settled, bool), CheckoutError> {
+        let report = PaymentReport {
+            out_trade_no,
+            channel_trade_no: &payment.channel_trade_no,
+            amount_fen: payment.amount_fen,
+            paid_at: payment.paid_at,
+            payer_openid: payment.payer_openid.as_deref(),
+        };
+        let outcome = self.store.apply_payment(&report, self.clock.now()).await?;
+        Ok(match outcome {
+            ApplyOutcome::Applied(order) => (Settled::Paid(order), true),
+            ApplyOutcome::AlreadyApplied(order) => (Settled::Paid(order), false),
+            ApplyOutcome::PaidAfterClose {
+                order,
+                settled: true,
+            } => (Settled::Paid(order), true),
+            ApplyOutcome::PaidAfterClose {
+                order,
+                settled: false,
+            }
+            | ApplyOutcome::AmountMismatch(order)
+            | ApplyOutcome::Conflicting(order) => {
+                tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
+                (Settled::Exception(order), true)
+            }
+            ApplyOutcome::UnknownOrder => {
+                return Err(
+                    StoreError::Inconsistent("a payment for an order we do not have").into(),
+                );
+            }
+        })
+    }
+
+    /// Closes an open order at its channel, then releases its items; an order found
+    /// paid while closing is applied instead.
+    pub async fn close(&self, order: &OrderRecord) -> Result<Settled, CheckoutError> {
+        let channel = self
+            .channels
+            .for_kind(order.channel)
+            .ok_or(CheckoutError::ChannelNotConfigured(order.channel))?;
+        match channel.close(&order.out_trade_no).await? {
+            Closed::Closed => {
+                self.store.release_order(order.id, self.clock.now()).await?;
+                let current = self.store.find_order(&order.out_trade_no).await?;
+                Ok(current.map_or(Settled::Closed(order.clone()), settled_from_record))
+            }
+            Closed::AlreadyPaid => match channel.query(&order.out_trade_no).await? {
+                ChannelState::Paid(payment) => {
+                    Ok(self.apply(&order.out_trade_no, &payment).await?.0)
+                }
+                _ => Err(ChannelError::OutcomeUnknown(
+                    "closing said paid, querying did not".into(),
+                )
+                .into()),
+            },
+        }
+    }
+
+    /// One pass of the order job: closes what expired, queries what went quiet.
+    /// Returns how many orders it settled.
+    pub async fn sweep(&self, quiet_for: Duration, batch: u64) -> Result<SweepReport, StoreError> {
+        let now = self.clock.now();
+        let mut report = SweepReport::default();
+        for order in self.store.expired_open_orders(now, batch).await? {
+            match self.close(&order).await {
+                Ok(Settled::Paid(_)) => report.found_paid += 1,
+                Ok(_) => report.closed += 1,
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(out_trade_no = %order.out_trade_no, %error, "closing an expired order failed; next pass retries");
+                }
+            }
+        }
+        let quiet = now - chrono::Duration::from_std(quiet_for).unwrap_or_default();
+        for order in self.store.open_orders_to_query(quiet, quiet, batch).await? {
+            match self.refresh_now(&order).await {
+                Ok(Settled::Paid(_)) => report.found_paid += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(out_trade_no = %order.out_trade_no, %error, "querying an order failed; next pass retries");
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    pub closed: usize,
+    pub found_paid: usize,
+    pub failed: usize,
+}
+
+fn settled_from_record(order: OrderRecord) -> Settled {
+    match order.status {
+        OrderStatus::Paid => Settled::Paid(order),
+        OrderStatus::Created => Settled::Open(order),
+        OrderStatus::Closed | OrderStatus::Refunded if order.exception.is_some() => {
+            Settled::Exception(order)
+        }
+        OrderStatus::Closed | OrderStatus::Refunded => Settled::Closed(order),
+    }
+}
+
+fn new_out_trade_no(now: DateTime<Utc>) -> OutTradeNo {
+    OutTradeNo::generate(now, &rand::rng().random())
+}
+
+/// Whether an item is one a student may tick now.
+pub fn payable(status: FeeItemStatus) -> bool {
+    status == FeeItemStatus::Unpaid
+}

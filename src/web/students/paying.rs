@@ -1,0 +1,405 @@
+//! Paying the ticked items: inside WeChat with JSAPI (`/h5/pay`), on PC by choosing a
+//! channel (`/pay`) and scanning a QR code (`/pay/wechat`); then the result page and
+//! the status the pages poll. The server, not the browser, says whether it is paid.
+
+use axum::Json;
+use axum::extract::{Path, RawForm, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use qrcode::QrCode;
+use qrcode::render::svg;
+
+use super::fees::{TickedItems, payable_selection, read_ticked};
+use super::{Gate, csrf_refused, gate, message, page_response};
+use crate::domain::money::Fen;
+use crate::domain::order::beijing_offset;
+use crate::pay::checkout::{CheckoutError, Settled, Started};
+use crate::pay::{ChannelError, Prepaid};
+use crate::store::{OrderRecord, PaymentChannel, StudentAccount};
+use crate::web::AppState;
+use crate::web::error::AppError;
+use crate::web::session::Session;
+use crate::web::views::Surface;
+use crate::web::views::fees::FeeLine;
+use crate::web::views::pay::{self as views, ChannelChoice, OrderSummary, ResultKind};
+
+/// The signed-in student and their ticked, still payable items; or the page to show.
+async fn ticked_payable(
+    state: &AppState,
+    headers: &HeaderMap,
+    surface: Surface,
+    form: &[u8],
+) -> Result<Result<(Session, StudentAccount, TickedItems, Vec<FeeLine>), Response>, AppError> {
+    let (session, student) = match gate(state, headers, surface, false).await? {
+        Gate::Open(session, student) => (*session, *student),
+        Gate::Elsewhere(response) => return Ok(Err(response)),
+    };
+    let ticked = read_ticked(form);
+    if !session.csrf_matches(&ticked.csrf) {
+        return Ok(Err(csrf_refused(state, surface)));
+    }
+    match payable_selection(state, &student, &ticked).await? {
+        Ok(lines) => Ok(Ok((session, student, ticked, lines))),
+        Err(reason) => Ok(Err(reselect(state, surface, reason))),
+    }
+}
+
+fn reselect(state: &AppState, surface: Surface, reason: &str) -> Response {
+    message(
+        state,
+        surface,
+        StatusCode::CONFLICT,
+        "请重新选择",
+        reason,
+        (&surface.path("/fees"), "返回缴费项目"),
+    )
+}
+
+/// `POST /h5/pay`: 立即支付 inside WeChat.
+pub async fn jsapi(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let surface = Surface::Mobile;
+    let (session, student, ticked, _) =
+        match ticked_payable(&state, &headers, surface, &form).await? {
+            Ok(found) => found,
+            Err(response) => return Ok(response),
+        };
+    let openid = session.data.openid.as_deref();
+    let started = state
+        .checkout
+        .start(
+            student.id,
+            &ticked.items,
+            PaymentChannel::WechatJsapi,
+            openid,
+        )
+        .await;
+    let (order, prepaid) = match started_or_page(&state, surface, started) {
+        Ok(ready) => ready,
+        Err(response) => return Ok(*response),
+    };
+    let Prepaid::JsBridge(params) = prepaid else {
+        return Err(anyhow::anyhow!("JSAPI prepay returned no bridge parameters").into());
+    };
+    let summary = summary_of(&state, &order).await?;
+    let result_url = format!("/h5/orders/{}", order.out_trade_no);
+    let cashier = sandbox_cashier(&state, &params, &result_url);
+    let markup = views::jsapi(
+        &state.config.school_name,
+        &summary,
+        &params.to_string(),
+        &result_url,
+        cashier.as_deref(),
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// `POST /pay` on PC: which channel?
+pub async fn choose(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let surface = Surface::Pc;
+    let (session, _, _, lines) = match ticked_payable(&state, &headers, surface, &form).await? {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    let mut channels = Vec::new();
+    if state.checkout.channels.wechat.is_some() {
+        channels.push(ChannelChoice {
+            label: "微信",
+            action: "/pay/wechat",
+            hint: "使用微信扫码支付",
+        });
+    }
+    if channels.is_empty() {
+        return Ok(not_open(&state, surface));
+    }
+    let markup = views::choose_channel(
+        &state.config.school_name,
+        &session.data.csrf,
+        &lines,
+        &channels,
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// `POST /pay/wechat`: a WeChat Native QR code.
+pub async fn native(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, AppError> {
+    let surface = Surface::Pc;
+    let (_, student, ticked, _) = match ticked_payable(&state, &headers, surface, &form).await? {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    let started = state
+        .checkout
+        .start(
+            student.id,
+            &ticked.items,
+            PaymentChannel::WechatNative,
+            None,
+        )
+        .await;
+    let (order, prepaid) = match started_or_page(&state, surface, started) {
+        Ok(ready) => ready,
+        Err(response) => return Ok(*response),
+    };
+    let Prepaid::QrCode(code_url) = prepaid else {
+        return Err(anyhow::anyhow!("Native prepay returned no code URL").into());
+    };
+    let svg = QrCode::new(code_url.as_bytes())
+        .map_err(|error| anyhow::anyhow!("cannot draw the QR code: {error}"))?
+        .render::<svg::Color<'_>>()
+        .min_dimensions(220, 220)
+        .build();
+    let summary = summary_of(&state, &order).await?;
+    let result_url = format!("/orders/{}", order.out_trade_no);
+    let status_url = format!("{result_url}/status");
+    let cashier = sandbox_base(&state).map(|base| {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code_url", &code_url)
+            .append_pair("return_to", &state.config.public_link(&result_url))
+            .finish();
+        format!("{base}sandbox/cashier?{query}")
+    });
+    let markup = views::qr_code(
+        &state.config.school_name,
+        &summary,
+        "微信",
+        &svg,
+        &status_url,
+        &result_url,
+        cashier.as_deref(),
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// The order, or the page that says why there is none.
+fn started_or_page(
+    state: &AppState,
+    surface: Surface,
+    started: Result<Started, CheckoutError>,
+) -> Result<(OrderRecord, Prepaid), Box<Response>> {
+    let back = (surface.path("/fees"), "返回缴费项目");
+    let page = |status, title: &str, text: &str| {
+        Box::new(message(
+            state,
+            surface,
+            status,
+            title,
+            text,
+            (&back.0, back.1),
+        ))
+    };
+    match started {
+        Ok(Started::Ready { order, prepaid }) => Ok((*order, prepaid)),
+        Ok(Started::AlreadyPaid) => Err(page(
+            StatusCode::CONFLICT,
+            "已缴费",
+            "所选项目已缴费，无需重复支付。",
+        )),
+        Ok(Started::Unavailable) => Err(Box::new(reselect(
+            state,
+            surface,
+            "所选项目已缴费或正在支付，请返回刷新后重新选择。",
+        ))),
+        Err(CheckoutError::ChannelNotConfigured(_)) => Err(Box::new(not_open(state, surface))),
+        Err(CheckoutError::StillHeld) => Err(page(
+            StatusCode::CONFLICT,
+            "正在处理",
+            "所选项目有一笔支付正在处理，请稍后刷新缴费项目。",
+        )),
+        Err(CheckoutError::Channel(ChannelError::OutcomeUnknown(error))) => {
+            tracing::warn!(%error, "prepay outcome unknown; the order sweep will query it");
+            Err(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "支付通道繁忙",
+                "支付通道暂时繁忙，请稍后再试。",
+            ))
+        }
+        Err(CheckoutError::Channel(ChannelError::Refused { code, .. })) => {
+            tracing::warn!(%code, "prepay refused by the channel");
+            Err(page(
+                StatusCode::BAD_GATEWAY,
+                "暂时无法支付",
+                "支付通道暂时无法受理，请稍后再试。",
+            ))
+        }
+        Err(CheckoutError::Store(error)) => {
+            tracing::error!(?error, "cannot start a payment");
+            Err(page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "系统繁忙",
+                "系统繁忙，请稍后再试。",
+            ))
+        }
+    }
+}
+
+fn not_open(state: &AppState, surface: Surface) -> Response {
+    message(
+        state,
+        surface,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "暂未开通",
+        "在线支付尚未开通，请留意学校通知。",
+        (&surface.path("/fees"), "返回缴费项目"),
+    )
+}
+
+/// The signed-in student's own order, or a response saying there is none.
+async fn own_order(
+    state: &AppState,
+    headers: &HeaderMap,
+    surface: Surface,
+    number: &str,
+) -> Result<Result<OrderRecord, Response>, AppError> {
+    let student = match gate(state, headers, surface, false).await? {
+        Gate::Open(_, student) => student,
+        Gate::Elsewhere(response) => return Ok(Err(response)),
+    };
+    let order = state
+        .store
+        .find_order(number)
+        .await
+        .map_err(anyhow::Error::from)?;
+    match order.filter(|order| order.student_id == student.id) {
+        Some(order) => Ok(Ok(order)),
+        None => Ok(Err(AppError::NotFound.into_response())),
+    }
+}
+
+async fn settle(state: &AppState, order: &OrderRecord) -> Settled {
+    match state.checkout.refresh(order).await {
+        Ok(settled) => settled,
+        Err(error) => {
+            tracing::warn!(%error, out_trade_no = %order.out_trade_no, "cannot refresh an order; showing what we know");
+            Settled::Open(order.clone())
+        }
+    }
+}
+
+/// `GET /h5/orders/{no}`, `GET /orders/{no}`: 缴费成功, or still waiting.
+pub async fn result(
+    surface: Surface,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Result<Response, AppError> {
+    let order = match own_order(&state, &headers, surface, &number).await? {
+        Ok(order) => order,
+        Err(response) => return Ok(response),
+    };
+    let (kind, order) = match settle(&state, &order).await {
+        Settled::Paid(order) => (ResultKind::Paid, order),
+        Settled::Open(order) => (ResultKind::Waiting, order),
+        Settled::Closed(order) => (ResultKind::Closed, order),
+        Settled::Exception(order) => (ResultKind::UnderReview, order),
+    };
+    let summary = summary_of(&state, &order).await?;
+    let self_url = surface.path(&format!("/orders/{number}"));
+    let status_url = format!("{self_url}/status");
+    let markup = views::result(
+        surface,
+        &state.config.school_name,
+        &summary,
+        kind,
+        &status_url,
+        &self_url,
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// `GET …/orders/{no}/status`: what the waiting pages poll.
+pub async fn status(
+    surface: Surface,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Result<Response, AppError> {
+    let order = match own_order(&state, &headers, surface, &number).await? {
+        Ok(order) => order,
+        Err(response) => return Ok(response),
+    };
+    let status = match settle(&state, &order).await {
+        Settled::Paid(_) => "paid",
+        Settled::Open(_) => "open",
+        Settled::Closed(_) => "closed",
+        Settled::Exception(_) => "exception",
+    };
+    let mut response = Json(serde_json::json!({ "status": status })).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+async fn summary_of(state: &AppState, order: &OrderRecord) -> Result<OrderSummary, AppError> {
+    let lines = state
+        .store
+        .order_lines(order.id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let time = order
+        .paid_at
+        .unwrap_or(order.created_at)
+        .with_timezone(&beijing_offset());
+    Ok(OrderSummary {
+        out_trade_no: order.out_trade_no.clone(),
+        lines: lines
+            .into_iter()
+            .map(|line| FeeLine {
+                id: line.fee_item_id,
+                academic_year: line.academic_year,
+                item: line.item,
+                amount: Fen(line.amount_fen),
+                status: "",
+            })
+            .collect(),
+        total: Fen(order.amount_fen),
+        time: time.format("%Y-%m-%d %H:%M:%S").to_string(),
+    })
+}
+
+/// The sandbox's base URL when WeChat Pay points at a loopback sandbox (the demo and
+/// the tests), so the page can offer its cashier; `None` in production.
+fn sandbox_base(state: &AppState) -> Option<String> {
+    let base = &state.config.wechat_pay_api_base;
+    let loopback = match base.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        _ => false,
+    };
+    loopback.then(|| base.as_str().to_owned())
+}
+
+fn sandbox_cashier(
+    state: &AppState,
+    params: &serde_json::Value,
+    result_url: &str,
+) -> Option<String> {
+    let base = sandbox_base(state)?;
+    let prepay_id = params
+        .get("package")?
+        .as_str()?
+        .strip_prefix("prepay_id=")?;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("prepay_id", prepay_id)
+        .append_pair("return_to", &state.config.public_link(result_url))
+        .finish();
+    let base = if base.ends_with('/') {
+        base
+    } else {
+        format!("{base}/")
+    };
+    Some(format!("{base}sandbox/cashier?{query}"))
+}
