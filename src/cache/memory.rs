@@ -16,31 +16,51 @@ struct Entry {
 
 pub struct MemoryCache {
     clock: Clock,
-    entries: Mutex<HashMap<String, Entry>>,
+    state: Mutex<State>,
 }
+
+struct State {
+    entries: HashMap<String, Entry>,
+    last_purge: DateTime<Utc>,
+}
+
+/// Expired entries are invisible at once (every access checks the key it touches) and
+/// removed in bulk at most this often, so that a call costs the same with 50,000 dedup
+/// keys alive as with 5.
+const PURGE_EVERY: chrono::Duration = chrono::Duration::seconds(1);
 
 impl MemoryCache {
     pub fn new(clock: Clock) -> Self {
+        let now = clock.now();
         Self {
             clock,
-            entries: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                last_purge: now,
+            }),
         }
     }
 
-    /// Runs `f` on the live entries (expired ones removed first, so no caller sees them).
+    /// Runs `f` on the entries with `key`'s own entry dropped first if it expired, so
+    /// no caller sees an expired value.
     fn with_entries<T>(
         &self,
+        key: &str,
         f: impl FnOnce(&mut HashMap<String, Entry>, DateTime<Utc>) -> T,
     ) -> CacheResult<T> {
         let now = self.clock.now();
-        let mut entries = self
-            .entries
+        let mut state = self
+            .state
             .lock()
             .map_err(|_| CacheError::Unavailable("in-process cache poisoned".into()))?;
-        // Purging on every call keeps the map bounded by what is alive; the embedded
-        // default holds at most a few thousand keys.
-        entries.retain(|_, entry| entry.expires_at > now);
-        Ok(f(&mut entries, now))
+        if now - state.last_purge >= PURGE_EVERY || now < state.last_purge {
+            state.entries.retain(|_, entry| entry.expires_at > now);
+            state.last_purge = now;
+        }
+        if state.entries.get(key).is_some_and(|entry| entry.expires_at <= now) {
+            state.entries.remove(key);
+        }
+        Ok(f(&mut state.entries, now))
     }
 }
 
@@ -51,11 +71,11 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
 #[async_trait::async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> CacheResult<Option<String>> {
-        self.with_entries(|entries, _| entries.get(key).map(|e| e.value.clone()))
+        self.with_entries(key, |entries, _| entries.get(key).map(|e| e.value.clone()))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> CacheResult<()> {
-        self.with_entries(|entries, now| {
+        self.with_entries(key, |entries, now| {
             let entry = Entry {
                 value: value.to_owned(),
                 expires_at: expiry(now, ttl),
@@ -65,7 +85,7 @@ impl Cache for MemoryCache {
     }
 
     async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> CacheResult<bool> {
-        self.with_entries(|entries, now| {
+        self.with_entries(key, |entries, now| {
             if entries.contains_key(key) {
                 return false;
             }
@@ -79,13 +99,13 @@ impl Cache for MemoryCache {
     }
 
     async fn delete(&self, key: &str) -> CacheResult<()> {
-        self.with_entries(|entries, _| {
+        self.with_entries(key, |entries, _| {
             entries.remove(key);
         })
     }
 
     async fn delete_if_equals(&self, key: &str, expected: &str) -> CacheResult<bool> {
-        self.with_entries(|entries, _| {
+        self.with_entries(key, |entries, _| {
             if entries.get(key).is_some_and(|e| e.value == expected) {
                 entries.remove(key);
                 true
@@ -96,7 +116,7 @@ impl Cache for MemoryCache {
     }
 
     async fn increment(&self, key: &str, ttl: Duration) -> CacheResult<i64> {
-        self.with_entries(|entries, now| {
+        self.with_entries(key, |entries, now| {
             let entry = entries.entry(key.to_owned()).or_insert_with(|| Entry {
                 value: "0".into(),
                 expires_at: expiry(now, ttl),
@@ -108,7 +128,7 @@ impl Cache for MemoryCache {
     }
 
     async fn time_to_live(&self, key: &str) -> CacheResult<Option<Duration>> {
-        self.with_entries(|entries, now| {
+        self.with_entries(key, |entries, now| {
             entries
                 .get(key)
                 .and_then(|e| (e.expires_at - now).to_std().ok())
@@ -116,6 +136,6 @@ impl Cache for MemoryCache {
     }
 
     async fn ping(&self) -> CacheResult<()> {
-        self.with_entries(|_, _| ())
+        self.with_entries("", |_, _| ())
     }
 }
