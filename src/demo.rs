@@ -11,7 +11,9 @@ use crate::config::{Config, Variables};
 use crate::import::fees::parse_fees;
 use crate::import::read::read_table_bytes;
 use crate::import::students::parse_students;
+use crate::sandbox::merchant;
 use crate::sandbox::wechat_api::WechatSandbox;
+use crate::sandbox::wechat_pay::WechatPaySandbox;
 use crate::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
 use crate::web::{App, Services, shutdown_signal};
 use crate::wechat::crypto::EncodingAesKey;
@@ -20,6 +22,9 @@ const DEMO_APPID: &str = "wxd3m0campuspay01";
 const DEMO_ACCOUNT: &str = "gh_campuspay_demo";
 const DEMO_TOKEN: &str = "campuspaydemo";
 const DEMO_DATABASE: &str = "sqlite://data/campus-pay-demo.db?mode=rwc";
+/// Where the demo writes the published sandbox merchant keys it configures.
+const DEMO_KEY_DIR: &str = "data/demo-keys";
+const DEMO_SCHOOL: &str = "武威职业学院";
 /// The demo starts from a clean school every time (passwords changed in an earlier run
 /// would otherwise no longer match the logins printed below).
 const DEMO_DATABASE_FILES: [&str; 3] = [
@@ -67,7 +72,15 @@ pub async fn run() -> anyhow::Result<()> {
     let listen = std::env::var("CAMPUSPAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let public_url = format!("http://{listen}");
     let api_base = sandbox.base_url().to_string();
-    let config = Config::from_variables(&Variables::from_pairs([
+    let clock = crate::clock::Clock::system();
+    let pay = WechatPaySandbox::spawn(merchant::sandbox_merchant(DEMO_APPID), clock)
+        .await
+        .context("cannot start the WeChat Pay sandbox")?;
+    pay.set_payee_name(DEMO_SCHOOL);
+    let key_files = merchant::write_key_files(std::path::Path::new(DEMO_KEY_DIR))
+        .context("cannot write the sandbox merchant keys under data/")?;
+    let pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
+    let mut pairs = vec![
         ("CAMPUSPAY_LISTEN", listen.as_str()),
         ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
         ("CAMPUSPAY_DATABASE_URL", DEMO_DATABASE),
@@ -77,7 +90,13 @@ pub async fn run() -> anyhow::Result<()> {
         ("CAMPUSPAY_WECHAT_AES_KEY", aes_key.as_str()),
         ("CAMPUSPAY_WECHAT_API_BASE", api_base.as_str()),
         ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base.as_str()),
-    ]))?;
+    ];
+    pairs.extend(
+        pay_settings
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
+    let config = Config::from_variables(&Variables::from_pairs(pairs))?;
     for file in DEMO_DATABASE_FILES {
         match std::fs::remove_file(file) {
             Ok(()) => {}
@@ -135,6 +154,13 @@ fn print_student_pages(address: SocketAddr) {
     for (id_card, name, password, note) in DEMO_LOGINS {
         println!("    {name}  {id_card} / {password}   {note}");
     }
+    println!(
+        "  paying           tick items, 缴费 / 学费缴费, then use the page's link to the sandbox's"
+    );
+    println!(
+        "                   WeChat Pay cashier (确认支付): it pays and sends a signed, encrypted"
+    );
+    println!("                   notification back, and the page shows 缴费成功");
     println!();
 }
 
