@@ -414,3 +414,49 @@ async fn twenty_concurrent_pay_requests_make_one_order() {
     let orders_at_wechat = app.pay.transactions().len();
     assert_eq!(orders_at_wechat, 1);
 }
+
+#[tokio::test]
+async fn paying_on_another_channel_closes_the_first_order_at_wechat() {
+    let app = paying_app().await;
+    let mut pc = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;
+    let fees = pc.get("/fees").await;
+    let ids = Browser::item_ids(&fees);
+    let csrf = fees.csrf();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(ids.iter().map(|id| ("item", id.as_str())));
+    let on_pc = order_number(&pc.post("/pay/wechat", &form).await);
+
+    // The same student opens WeChat and pays the same items there.
+    let mut phone = Browser::new(&app);
+    assert!(phone.wechat_oauth("o_zhang").await.redirects_to("/h5"));
+    let form_page = phone.get("/h5/bind").await;
+    let bound = phone
+        .post(
+            "/h5/bind",
+            &[
+                ("csrf", &form_page.csrf()),
+                ("id_card", ZHANG_SAN),
+                ("id_card_again", ZHANG_SAN),
+                ("password", crate::support::browser::NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert!(bound.redirects_to("/h5/fees"), "{:?}", bound.location);
+    let in_wechat = order_number(&start_paying(&mut phone, "/h5", "/h5/pay").await);
+    assert_ne!(in_wechat, on_pc);
+    assert_eq!(
+        app.pay.transaction(&on_pc).expect("known").trade_state,
+        SandboxState::Closed,
+        "closed at WeChat first"
+    );
+    let first = app
+        .state
+        .store
+        .find_order(&on_pc)
+        .await
+        .expect("query")
+        .expect("exists");
+    assert_eq!(first.status, OrderStatus::Closed);
+    app.pay.pay(&in_wechat).await.expect("paid");
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+}
