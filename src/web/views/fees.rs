@@ -261,9 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn nothing_payable_means_no_arrears_even_with_items_in_flight() {
+    fn an_item_in_an_unfinished_payment_is_still_owed() {
         let list =
             FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::InOrder)]);
+        assert!(!list.owes_nothing());
+        assert_eq!(list.total_payable(), Fen(1));
+    }
+
+    #[test]
+    fn nothing_payable_means_no_arrears() {
+        let list =
+            FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::Paid)]);
         assert!(list.owes_nothing());
         let page = fee_list(
             Surface::Mobile,
