@@ -26,13 +26,16 @@ const QUERY_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct Channels {
     pub wechat: Option<Arc<dyn Channel>>,
+    pub alipay: Option<Arc<dyn Channel>>,
+    pub abc: Option<Arc<dyn Channel>>,
 }
 
 impl Channels {
     pub fn for_kind(&self, kind: PaymentChannel) -> Option<Arc<dyn Channel>> {
         match kind {
             PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => self.wechat.clone(),
-            PaymentChannel::Alipay | PaymentChannel::AbcPage | PaymentChannel::AbcScan => None,
+            PaymentChannel::Alipay => self.alipay.clone(),
+            PaymentChannel::AbcPage | PaymentChannel::AbcScan => self.abc.clone(),
         }
     }
 }
@@ -44,8 +47,8 @@ pub struct Checkout {
     pub clock: Clock,
     pub school_name: String,
     pub order_ttl: Duration,
-    /// `<public url>/pay/notify/wechat` and the like, by provider.
-    pub wechat_notify_url: String,
+    /// The public URL, to which `/pay/notify/<provider>` is appended.
+    pub public_url: String,
 }
 
 /// What starting a payment came to.
@@ -137,6 +140,16 @@ impl Checkout {
         Err(CheckoutError::StillHeld)
     }
 
+    /// Where the channel of `kind` sends its notifications.
+    fn notify_url(&self, kind: PaymentChannel) -> String {
+        let provider = match kind {
+            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => "wechat",
+            PaymentChannel::Alipay => "alipay",
+            PaymentChannel::AbcPage | PaymentChannel::AbcScan => "abc",
+        };
+        format!("{}/pay/notify/{provider}", self.public_url.trim_end_matches('/'))
+    }
+
     async fn description_for(
         &self,
         student_id: i64,
@@ -165,7 +178,7 @@ impl Checkout {
             description: &order.description,
             amount_fen: order.amount_fen,
             expires_at: order.expires_at,
-            notify_url: &self.wechat_notify_url,
+            notify_url: &self.notify_url(order.channel),
             payer_openid: order.payer_openid.as_deref(),
         };
         match channel.prepay(&request).await {

@@ -141,11 +141,13 @@ impl AppState {
             store: services.store.clone(),
             channels: Channels {
                 wechat: wechat_pay.clone().map(|pay| pay as Arc<dyn Channel>),
+                alipay: None,
+                abc: None,
             },
             clock: services.clock.clone(),
             school_name: config.school_name.clone(),
             order_ttl: config.order_ttl,
-            wechat_notify_url: config.public_link("/pay/notify/wechat"),
+            public_url: config.public_link(""),
         };
         Ok(AppState {
             checkout,
