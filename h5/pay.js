@@ -7,39 +7,52 @@
     var el = document.getElementById(id);
     if (el) { el.textContent = text; el.style.display = 'block'; }
   }
+  function hide(id) {
+    var el = document.getElementById(id);
+    if (el) { el.style.display = 'none'; }
+  }
 
   var button = document.getElementById('pay-now');
   if (button) {
-    // Inside WeChat the cashier opens by itself; the button is there to try again.
-    if (button.getAttribute('data-autostart') && typeof window.WeixinJSBridge !== 'undefined') {
-      setTimeout(function () { button.click(); }, 0);
-    }
-    button.addEventListener('click', function () {
+    // Open the cashier when WeChat's bridge is there. Asked for before it is (the
+    // page's autostart, or presses while WeChat is still loading its bridge): once,
+    // when WeixinJSBridgeReady comes, however many presses.
+    var wanted = !!button.getAttribute('data-autostart');
+    var hasBridge = function () { return typeof window.WeixinJSBridge !== 'undefined'; };
+    var invoke = function () {
+      wanted = false;
+      if (button.disabled) return; // the cashier is open
       var params = JSON.parse(button.getAttribute('data-params'));
       var result = button.getAttribute('data-result-url');
-      function invoke() {
-        button.disabled = true;
-        window.WeixinJSBridge.invoke('getBrandWCPayRequest', params, function (res) {
-          button.disabled = false;
-          var msg = (res && res.err_msg) || '';
-          if (msg === 'get_brand_wcpay_request:ok') {
-            window.location.href = result; // the server confirms, not this callback
-          } else if (msg === 'get_brand_wcpay_request:cancel') {
-            show('pay-message', '已取消支付，可再次点击“立即支付”。');
-          } else {
-            show('pay-message', '支付未完成，请稍后重试；如已扣款，请点击“我已付款，查询结果”。');
-          }
-        });
-      }
-      if (typeof window.WeixinJSBridge === 'undefined') {
-        if (document.addEventListener) {
-          document.addEventListener('WeixinJSBridgeReady', invoke, false);
+      hide('pay-message');
+      button.disabled = true;
+      window.WeixinJSBridge.invoke('getBrandWCPayRequest', params, function (res) {
+        button.disabled = false;
+        var msg = (res && res.err_msg) || '';
+        if (msg === 'get_brand_wcpay_request:ok') {
+          window.location.href = result; // the server confirms, not this callback
+        } else if (msg === 'get_brand_wcpay_request:cancel') {
+          show('pay-message', '已取消支付，可再次点击“立即支付”。');
+        } else {
+          show('pay-message', '支付未完成，请稍后重试；如已扣款，请点击“我已付款，查询结果”。');
         }
-        show('pay-message', '请在微信中打开本页面完成支付。');
-      } else {
+      });
+    };
+    document.addEventListener('WeixinJSBridgeReady', function () {
+      if (wanted) invoke();
+    }, false);
+    button.addEventListener('click', function () {
+      if (hasBridge()) {
         invoke();
+      } else {
+        wanted = true;
+        show('pay-message', '请在微信中打开本页面完成支付。');
       }
     });
+    // Inside WeChat the cashier opens by itself; the button is there to try again.
+    if (wanted && hasBridge()) {
+      setTimeout(function () { if (wanted) invoke(); }, 0);
+    }
   }
 
   var poll = document.querySelector('[data-poll-url]');

@@ -11,6 +11,8 @@ mod support;
 
 #[path = "browser/chrome.rs"]
 mod chrome;
+#[path = "browser/payments.rs"]
+mod payments;
 
 use anyhow::{Context as _, Result, ensure};
 use campus_pay::web::students::captcha_key;

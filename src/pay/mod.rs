@@ -6,6 +6,8 @@
 //! - [`wechat`]: WeChat Pay as a [`Channel`] (JSAPI in WeChat, Native QR on PC), and
 //!   its notifications.
 
+pub mod abc;
+pub mod alipay;
 pub mod checkout;
 pub mod wechat;
 pub mod wechatpay;
@@ -32,8 +34,12 @@ pub struct PrepayOrder<'a> {
 pub enum Prepaid {
     /// Parameters for `WeixinJSBridge.invoke('getBrandWCPayRequest', …)`, as JSON.
     JsBridge(serde_json::Value),
-    /// A code to show as a QR code (`weixin://wxpay/bizpayurl?pr=…`).
+    /// A code to show as a QR code (`weixin://wxpay/bizpayurl?pr=…`, Alipay's
+    /// `https://qr.alipay.com/…`, the bank's scan code).
     QrCode(String),
+    /// A page of the channel's own to send the browser to (the bank's payment page,
+    /// where the card number is entered on the bank's side).
+    Redirect(String),
 }
 
 /// A payment the channel vouches for (its answer verified).

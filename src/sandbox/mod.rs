@@ -1,6 +1,8 @@
 //! The simulated upstreams used by `demo` and by the tests, over loopback, with the
 //! real wire formats and signatures. They refuse what the real services refuse.
 
+pub mod abc;
+pub mod alipay;
 pub mod merchant;
 pub mod wechat_api;
 pub mod wechat_pay;

@@ -244,24 +244,26 @@ impl Chrome {
 
     /// Makes the viewport (`innerWidth`×`innerHeight`) `width`×`height`.
     pub async fn resize(&self, width: u32, height: u32) -> Result<()> {
-        self.set_window_rect(0, 0, width, height).await?;
-        let (inner_width, inner_height): (u32, u32) = self
-            .js("return [window.innerWidth, window.innerHeight];")
-            .await?;
-        if (inner_width, inner_height) != (width, height) {
-            // The window has a frame: grow it by the difference.
-            let outer_width = 2 * width - inner_width.min(width);
-            let outer_height = 2 * height - inner_height.min(height);
+        // The window has a frame, and a headless window reports its new viewport a moment
+        // after the resize: grow it by the difference, a few times if need be.
+        let (mut outer_width, mut outer_height) = (width, height);
+        let mut inner = (0, 0);
+        for _ in 0..5 {
             self.set_window_rect(0, 0, outer_width, outer_height)
                 .await?;
-            let inner: (u32, u32) = self
-                .js("return [window.innerWidth, window.innerHeight];")
-                .await?;
-            if inner != (width, height) {
-                bail!("the viewport is {inner:?}, not {width}×{height}");
+            for _ in 0..10 {
+                inner = self
+                    .js::<(u32, u32)>("return [window.innerWidth, window.innerHeight];")
+                    .await?;
+                if inner == (width, height) {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
+            outer_width = (outer_width + width).saturating_sub(inner.0.min(outer_width));
+            outer_height = (outer_height + height).saturating_sub(inner.1.min(outer_height));
         }
-        Ok(())
+        bail!("the viewport is {inner:?}, not {width}×{height}")
     }
 
     /// Runs `script` (a function body) and reads what it returns.
