@@ -57,7 +57,11 @@ impl MemoryCache {
             state.entries.retain(|_, entry| entry.expires_at > now);
             state.last_purge = now;
         }
-        if state.entries.get(key).is_some_and(|entry| entry.expires_at <= now) {
+        if state
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.expires_at <= now)
+        {
             state.entries.remove(key);
         }
         Ok(f(&mut state.entries, now))

@@ -147,7 +147,10 @@ impl Checkout {
             PaymentChannel::Alipay => "alipay",
             PaymentChannel::AbcPage | PaymentChannel::AbcScan => "abc",
         };
-        format!("{}/pay/notify/{provider}", self.public_url.trim_end_matches('/'))
+        format!(
+            "{}/pay/notify/{provider}",
+            self.public_url.trim_end_matches('/')
+        )
     }
 
     async fn description_for(

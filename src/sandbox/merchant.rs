@@ -65,3 +65,59 @@ pub fn settings(api_base: &str, files: &KeyFiles) -> Vec<(&'static str, String)>
         ("CAMPUSPAY_WECHATPAY_API_BASE", api_base.to_owned()),
     ]
 }
+
+/// The demo school's Alipay app against [`super::alipay::AlipaySandbox`] (spawned
+/// with [`super::alipay::SANDBOX_APP_ID`]) at `gateway`: writes the app private key
+/// and the sandbox's Alipay public key under `dir` and returns the
+/// `CAMPUSPAY_ALIPAY_*` settings. Published sandbox keys: never for production.
+pub fn alipay_settings(gateway: &str, dir: &Path) -> std::io::Result<Vec<(&'static str, String)>> {
+    use super::alipay::{ALIPAY_PUBLIC_KEY_PEM, APP_PRIVATE_KEY_PEM, SANDBOX_APP_ID};
+    std::fs::create_dir_all(dir)?;
+    let private_key = dir.join("sandbox_alipay_app_private_key.pem");
+    let public_key = dir.join("sandbox_alipay_public_key.pem");
+    std::fs::write(&private_key, APP_PRIVATE_KEY_PEM)?;
+    std::fs::write(&public_key, ALIPAY_PUBLIC_KEY_PEM)?;
+    Ok(vec![
+        ("CAMPUSPAY_ALIPAY_APPID", SANDBOX_APP_ID.to_owned()),
+        (
+            "CAMPUSPAY_ALIPAY_PRIVATE_KEY_FILE",
+            private_key.display().to_string(),
+        ),
+        (
+            "CAMPUSPAY_ALIPAY_PUBLIC_KEY_FILE",
+            public_key.display().to_string(),
+        ),
+        ("CAMPUSPAY_ALIPAY_GATEWAY", gateway.to_owned()),
+    ])
+}
+
+/// The demo school's ABC merchant against [`super::abc::AbcSandbox`] at `gateway`:
+/// writes the merchant key (PEM, see docs/abc-trustpay.md on PKCS#12) and the
+/// sandbox's TrustPay certificate under `dir` and returns the `CAMPUSPAY_ABC_*`
+/// settings. Published sandbox keys: never for production.
+pub fn abc_settings(gateway: &str, dir: &Path) -> std::io::Result<Vec<(&'static str, String)>> {
+    use super::abc::{
+        MERCHANT_ID, MERCHANT_P12_PASSWORD, MERCHANT_PRIVATE_KEY_PEM, TRUSTPAY_CERT_PEM,
+    };
+    std::fs::create_dir_all(dir)?;
+    let merchant_key = dir.join("sandbox_abc_merchant_private_key.pem");
+    let trustpay_cert = dir.join("sandbox_abc_trustpay_cert.pem");
+    std::fs::write(&merchant_key, MERCHANT_PRIVATE_KEY_PEM)?;
+    std::fs::write(&trustpay_cert, TRUSTPAY_CERT_PEM)?;
+    Ok(vec![
+        ("CAMPUSPAY_ABC_MERCHANT_ID", MERCHANT_ID.to_owned()),
+        (
+            "CAMPUSPAY_ABC_CERT_FILE",
+            merchant_key.display().to_string(),
+        ),
+        (
+            "CAMPUSPAY_ABC_CERT_PASSWORD",
+            MERCHANT_P12_PASSWORD.to_owned(),
+        ),
+        (
+            "CAMPUSPAY_ABC_TRUSTPAY_CERT_FILE",
+            trustpay_cert.display().to_string(),
+        ),
+        ("CAMPUSPAY_ABC_GATEWAY", gateway.to_owned()),
+    ])
+}

@@ -31,6 +31,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pay::Channel;
+use crate::pay::abc::Abc;
+use crate::pay::alipay::Alipay;
 use crate::pay::checkout::{Channels, Checkout};
 use crate::pay::wechat::WechatPay;
 use crate::store::Store;
@@ -55,6 +57,10 @@ pub struct AppState {
     pub checkout: Checkout,
     /// WeChat Pay, when configured: its notifications are read with it.
     pub wechat_pay: Option<Arc<WechatPay>>,
+    /// Alipay, when configured.
+    pub alipay: Option<Arc<Alipay>>,
+    /// Agricultural Bank of China, when configured.
+    pub abc: Option<Arc<Abc>>,
 }
 
 /// Background writes at once: enough to keep PostgreSQL's pool busy, few enough to
@@ -137,12 +143,14 @@ impl AppState {
             None => None,
         };
         let wechat_pay = WechatPay::from_config(&config, services.clock.clone())?.map(Arc::new);
+        let alipay = Alipay::from_config(&config, services.clock.clone())?.map(Arc::new);
+        let abc = Abc::from_config(&config, services.clock.clone())?.map(Arc::new);
         let checkout = Checkout {
             store: services.store.clone(),
             channels: Channels {
                 wechat: wechat_pay.clone().map(|pay| pay as Arc<dyn Channel>),
-                alipay: None,
-                abc: None,
+                alipay: alipay.clone().map(|pay| pay as Arc<dyn Channel>),
+                abc: abc.clone().map(|pay| pay as Arc<dyn Channel>),
             },
             clock: services.clock.clone(),
             school_name: config.school_name.clone(),
@@ -152,6 +160,8 @@ impl AppState {
         Ok(AppState {
             checkout,
             wechat_pay,
+            alipay,
+            abc,
             config: Arc::new(config),
             store: services.store,
             cache: services.cache,

@@ -1,8 +1,10 @@
-//! `POST /pay/notify/wechat`: WeChat Pay's payment notifications. The raw body is
-//! verified before anything else reads it; every notification is stored with our
-//! verdict; a payment is applied through the same idempotent path as a query.
-//! Accepted: 204. Refused: 4xx/5xx with `{"code":"FAIL","message":…}`, so that WeChat
-//! sends it again (a transient failure on our side heals on the retry).
+//! `POST /pay/notify/{wechat,alipay,abc}`: the channels' payment notifications. Each
+//! provider's raw body is verified before anything else reads it; every notification
+//! is stored with our verdict; a payment is applied through the same idempotent path
+//! as a query ([`crate::pay::checkout::Checkout::apply`]). Each provider then hears its
+//! own words: WeChat 204 or `{"code":"FAIL",…}`, Alipay the text `success` only when
+//! accepted, the bank 200 or a 4xx. A refusal makes the channel send it again, so a
+//! transient failure on our side heals on the retry.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,135 +18,251 @@ use crate::pay::ChannelPayment;
 use crate::pay::checkout::Settled;
 use crate::store::{NotificationChannel, NotificationVerdict, ReceivedNotification};
 
-/// WeChat's notifications are about 1 KiB.
+/// The channels' notifications are a few KiB at most.
 const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/pay/notify/wechat", post(wechat))
+        .route("/pay/notify/alipay", post(alipay))
+        .route("/pay/notify/abc", post(abc))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
+/// What became of a notification, in our words.
+enum Outcome {
+    /// Applied now, or already applied (a copy), or recorded for the office.
+    Accepted,
+    /// Not believed or not applicable: `(label, status)`.
+    Refused(&'static str, StatusCode),
+    /// Believed, but we could not apply it now: the channel must send it again.
+    Failed,
+}
+
+/// The notification as received, for the record.
+struct Received<'a> {
+    channel: NotificationChannel,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
 async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(pay) = state.wechat_pay.clone() else {
-        return fail(StatusCode::NOT_FOUND, "WeChat Pay is not configured");
+    let received = Received {
+        channel: NotificationChannel::Wechat,
+        headers: &headers,
+        body: &body,
     };
-    let now = state.clock.now();
-    let notice = match pay.read_notification(&headers, &body, now) {
-        Ok(notice) => notice,
-        Err(refused) => {
-            tracing::warn!(reason = refused.label(), "WeChat Pay notification refused");
-            state.metrics.notification_refused(refused.label());
-            record(
-                &state,
-                &headers,
-                &body,
-                None,
-                NotificationVerdict::Refused,
-                Some(refused.label()),
+    let outcome = match state.wechat_pay.clone() {
+        None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
+        Some(pay) => match pay.read_notification(&headers, &body, state.clock.now()) {
+            Err(refused) => {
+                let status =
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                refuse(&state, &received, None, refused.label(), status).await
+            }
+            Ok(notice) => {
+                let transaction = &notice.transaction;
+                let payment = ChannelPayment {
+                    channel_trade_no: transaction.transaction_id.clone(),
+                    amount_fen: transaction.amount.total,
+                    paid_at: transaction
+                        .success_time
+                        .map_or(state.clock.now(), |time| time.with_timezone(&chrono::Utc)),
+                    payer_openid: transaction.payer.as_ref().map(|payer| payer.openid.clone()),
+                };
+                apply_verified(&state, &received, &transaction.out_trade_no, &payment).await
+            }
+        },
+    };
+    match outcome {
+        Outcome::Accepted => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Refused(label, status) => wechat_fail(status, label),
+        Outcome::Failed => wechat_fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily unable to apply",
+        ),
+    }
+}
+
+async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Received {
+        channel: NotificationChannel::Alipay,
+        headers: &headers,
+        body: &body,
+    };
+    let outcome = match state.alipay.clone() {
+        None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
+        Some(alipay) => match alipay.read_notification(&body, state.clock.now()) {
+            // Ours, verified, but not a payment (WAIT_BUYER_PAY, TRADE_CLOSED): stored
+            // and acknowledged, or Alipay resends it for a day.
+            Err(refused) if refused.acknowledge() => {
+                record(
+                    &state,
+                    &received,
+                    None,
+                    NotificationVerdict::Duplicate,
+                    Some(refused.label()),
+                )
+                .await;
+                Outcome::Accepted
+            }
+            Err(refused) => {
+                let status =
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                refuse(&state, &received, None, refused.label(), status).await
+            }
+            Ok(notice) => {
+                let payment = ChannelPayment {
+                    channel_trade_no: notice.trade_no.clone(),
+                    amount_fen: notice.total_amount_fen,
+                    paid_at: notice.paid_at,
+                    payer_openid: None,
+                };
+                apply_verified(&state, &received, &notice.out_trade_no, &payment).await
+            }
+        },
+    };
+    // Alipay reads only the body: exactly `success` stops its retries.
+    match outcome {
+        Outcome::Accepted => (StatusCode::OK, "success").into_response(),
+        Outcome::Refused(_, status) => (status, "fail").into_response(),
+        Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "fail").into_response(),
+    }
+}
+
+async fn abc(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Received {
+        channel: NotificationChannel::Abc,
+        headers: &headers,
+        body: &body,
+    };
+    let outcome = match state.abc.clone() {
+        None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
+        Some(abc) => match abc.read_notification(&body, state.clock.now()) {
+            Err(refused) => {
+                let status =
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                refuse(&state, &received, None, refused.label(), status).await
+            }
+            Ok(notice) => {
+                let payment = ChannelPayment {
+                    channel_trade_no: notice
+                        .bank_trade_no
+                        .clone()
+                        .unwrap_or_else(|| notice.out_trade_no.clone()),
+                    amount_fen: notice.amount_fen,
+                    paid_at: notice.paid_at,
+                    payer_openid: None,
+                };
+                apply_verified(&state, &received, &notice.out_trade_no, &payment).await
+            }
+        },
+    };
+    match outcome {
+        Outcome::Accepted => (StatusCode::OK, "success").into_response(),
+        Outcome::Refused(label, status) => (status, label).into_response(),
+        Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "retry").into_response(),
+    }
+}
+
+/// A verified payment report: matched to our order and applied once.
+async fn apply_verified(
+    state: &AppState,
+    received: &Received<'_>,
+    out_trade_no: &str,
+    payment: &ChannelPayment,
+) -> Outcome {
+    match state.store.find_order(out_trade_no).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return refuse(
+                state,
+                received,
+                Some(out_trade_no),
+                "unknown_order",
+                StatusCode::NOT_FOUND,
             )
             .await;
-            let status =
-                StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return fail(status, refused.reason());
         }
-    };
-    let transaction = &notice.transaction;
-    let payment = ChannelPayment {
-        channel_trade_no: transaction.transaction_id.clone(),
-        amount_fen: transaction.amount.total,
-        paid_at: transaction
-            .success_time
-            .map_or(now, |time| time.with_timezone(&chrono::Utc)),
-        payer_openid: transaction.payer.as_ref().map(|payer| payer.openid.clone()),
-    };
-    let number = transaction.out_trade_no.clone();
-    let known = match state.store.find_order(&number).await {
-        Ok(order) => order,
-        Err(error) => return store_failed(&error),
-    };
-    if known.is_none() {
-        state.metrics.notification_refused("unknown_order");
-        record(
-            &state,
-            &headers,
-            &body,
-            Some(&number),
-            NotificationVerdict::Refused,
-            Some("unknown_order"),
-        )
-        .await;
-        return fail(StatusCode::NOT_FOUND, "unknown out_trade_no");
+        Err(error) => {
+            tracing::error!(
+                ?error,
+                "cannot read orders for a notification; the channel will retry"
+            );
+            return Outcome::Failed;
+        }
     }
-    match state.checkout.apply(&number, &payment).await {
+    match state.checkout.apply(out_trade_no, payment).await {
         Ok((Settled::Paid(_), first_time)) => {
-            let verdict = if !first_time {
-                NotificationVerdict::Duplicate
-            } else {
+            let verdict = if first_time {
                 NotificationVerdict::Accepted
+            } else {
+                NotificationVerdict::Duplicate
             };
-            record(&state, &headers, &body, Some(&number), verdict, None).await;
-            StatusCode::NO_CONTENT.into_response()
+            record(state, received, Some(out_trade_no), verdict, None).await;
+            Outcome::Accepted
         }
         Ok((Settled::Exception(order), _)) if order.amount_fen != payment.amount_fen => {
-            state.metrics.notification_refused("amount");
-            record(
-                &state,
-                &headers,
-                &body,
-                Some(&number),
-                NotificationVerdict::Refused,
-                Some("amount"),
+            refuse(
+                state,
+                received,
+                Some(out_trade_no),
+                "amount",
+                StatusCode::BAD_REQUEST,
             )
-            .await;
-            fail(StatusCode::BAD_REQUEST, "amount does not match the order")
+            .await
         }
         Ok(_) => {
             // Real money the office must see (paid after close, a second payment): it is
-            // recorded on the order, so WeChat may stop sending it.
+            // recorded on the order, so the channel may stop sending it.
             record(
-                &state,
-                &headers,
-                &body,
-                Some(&number),
+                state,
+                received,
+                Some(out_trade_no),
                 NotificationVerdict::Accepted,
                 Some("exception"),
             )
             .await;
-            StatusCode::NO_CONTENT.into_response()
+            Outcome::Accepted
         }
         Err(error) => {
-            tracing::error!(%error, out_trade_no = %number, "cannot apply a verified payment; WeChat will retry");
-            fail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "temporarily unable to apply",
-            )
+            tracing::error!(%error, out_trade_no, "cannot apply a verified payment; the channel will retry");
+            Outcome::Failed
         }
     }
 }
 
-fn store_failed(error: &crate::store::StoreError) -> Response {
-    tracing::error!(
-        ?error,
-        "cannot read orders for a notification; WeChat will retry"
-    );
-    fail(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "temporarily unable to apply",
+async fn refuse(
+    state: &AppState,
+    received: &Received<'_>,
+    out_trade_no: Option<&str>,
+    label: &'static str,
+    status: StatusCode,
+) -> Outcome {
+    tracing::warn!(channel = ?received.channel, reason = label, "payment notification refused");
+    state.metrics.notification_refused(label);
+    record(
+        state,
+        received,
+        out_trade_no,
+        NotificationVerdict::Refused,
+        Some(label),
     )
+    .await;
+    Outcome::Refused(label, status)
 }
 
 /// Stores the notification as received. A failure to store is logged, not fatal: the
-/// verdict stands and WeChat's own record remains.
+/// verdict stands and the channel's own record remains.
 async fn record(
     state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
+    received: &Received<'_>,
     out_trade_no: Option<&str>,
     verdict: NotificationVerdict,
     reason: Option<&str>,
 ) {
-    let headers_text: String = headers
+    let headers_text: String = received
+        .headers
         .iter()
         .filter(|(name, _)| {
             name.as_str().starts_with("wechatpay-") || name.as_str() == "content-type"
@@ -152,10 +270,10 @@ async fn record(
         .map(|(name, value)| format!("{}: {}\n", name, value.to_str().unwrap_or("<binary>")))
         .collect();
     let notification = ReceivedNotification {
-        channel: NotificationChannel::Wechat,
+        channel: received.channel,
         out_trade_no,
         headers: &headers_text,
-        raw_body: &String::from_utf8_lossy(body),
+        raw_body: &String::from_utf8_lossy(received.body),
         verdict,
         reason,
         received_at: state.clock.now(),
@@ -166,7 +284,7 @@ async fn record(
 }
 
 /// WeChat's failure answer.
-fn fail(status: StatusCode, message: &str) -> Response {
+fn wechat_fail(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({"code": "FAIL", "message": message});
     (status, axum::Json(body)).into_response()
 }

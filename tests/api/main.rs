@@ -1,5 +1,6 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
+mod channels;
 mod cli;
 mod import;
 mod payments;

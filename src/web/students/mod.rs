@@ -68,7 +68,10 @@ pub fn router() -> Router<AppState> {
             post(|s, h, f| fees::confirm(Surface::Pc, s, h, f)),
         )
         .route("/pay", post(paying::choose))
-        .route("/pay/wechat", post(paying::native))
+        .route("/pay/wechat", post(paying::wechat_qr))
+        .route("/pay/alipay", post(paying::alipay_qr))
+        .route("/pay/abc/scan", post(paying::abc_qr))
+        .route("/pay/abc/page", post(paying::abc_page))
         .route(
             "/orders/{number}",
             get(|s, h, p| paying::result(Surface::Pc, s, h, p)),

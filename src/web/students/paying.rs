@@ -108,14 +108,7 @@ pub async fn choose(
         Ok(found) => found,
         Err(response) => return Ok(response),
     };
-    let mut channels = Vec::new();
-    if state.checkout.channels.wechat.is_some() {
-        channels.push(ChannelChoice {
-            label: "微信",
-            action: "/pay/wechat",
-            hint: "使用微信扫码支付",
-        });
-    }
+    let channels = offered_channels(&state);
     if channels.is_empty() {
         return Ok(not_open(&state, surface));
     }
@@ -128,8 +121,132 @@ pub async fn choose(
     Ok(page_response(&state, StatusCode::OK, None, markup))
 }
 
+/// The PC channels that are configured, in the manual's order.
+fn offered_channels(state: &AppState) -> Vec<ChannelChoice> {
+    let mut channels = Vec::new();
+    if state.checkout.channels.alipay.is_some() {
+        channels.push(ChannelChoice {
+            label: "支付宝",
+            action: "/pay/alipay",
+            hint: "使用支付宝扫码支付",
+        });
+    }
+    if state.checkout.channels.wechat.is_some() {
+        channels.push(ChannelChoice {
+            label: "微信",
+            action: "/pay/wechat",
+            hint: "使用微信扫码支付",
+        });
+    }
+    if state.checkout.channels.abc.is_some() {
+        channels.push(ChannelChoice {
+            label: "中国农业银行",
+            action: "/pay/abc/scan",
+            hint: "使用农行掌上银行扫码支付",
+        });
+        channels.push(ChannelChoice {
+            label: "中国农业银行",
+            action: "/pay/abc/page",
+            hint: "在农行网上支付页面输入银行卡号支付",
+        });
+    }
+    channels
+}
+
 /// `POST /pay/wechat`: a WeChat Native QR code.
-pub async fn native(
+pub async fn wechat_qr(
+    state: State<AppState>,
+    headers: HeaderMap,
+    form: RawForm,
+) -> Result<Response, AppError> {
+    qr(state, headers, form, PaymentChannel::WechatNative).await
+}
+
+/// `POST /pay/alipay`: an Alipay QR code (`alipay.trade.precreate`).
+pub async fn alipay_qr(
+    state: State<AppState>,
+    headers: HeaderMap,
+    form: RawForm,
+) -> Result<Response, AppError> {
+    qr(state, headers, form, PaymentChannel::Alipay).await
+}
+
+/// `POST /pay/abc/scan`: a code for the ABC mobile banking app.
+pub async fn abc_qr(
+    state: State<AppState>,
+    headers: HeaderMap,
+    form: RawForm,
+) -> Result<Response, AppError> {
+    qr(state, headers, form, PaymentChannel::AbcScan).await
+}
+
+/// A QR code for `kind`, watched until paid.
+async fn qr(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+    kind: PaymentChannel,
+) -> Result<Response, AppError> {
+    let surface = Surface::Pc;
+    let (_, student, ticked, _) = match ticked_payable(&state, &headers, surface, &form).await? {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    let started = state
+        .checkout
+        .start(student.id, &ticked.items, kind, None)
+        .await;
+    let (order, prepaid) = match started_or_page(&state, surface, started) {
+        Ok(ready) => ready,
+        Err(response) => return Ok(*response),
+    };
+    let Prepaid::QrCode(code) = prepaid else {
+        return Err(anyhow::anyhow!("a QR channel returned no code").into());
+    };
+    let svg = QrCode::new(code.as_bytes())
+        .map_err(|error| anyhow::anyhow!("cannot draw the QR code: {error}"))?
+        .render::<svg::Color<'_>>()
+        .min_dimensions(220, 220)
+        .build();
+    let summary = summary_of(&state, &order).await?;
+    let result_url = format!("/orders/{}", order.out_trade_no);
+    let status_url = format!("{result_url}/status");
+    let return_to = state.config.public_link(&result_url);
+    let (label, cashier) = match kind {
+        PaymentChannel::Alipay => (
+            "支付宝",
+            sandbox_link(
+                &state.config.alipay_gateway,
+                "sandbox/alipay/cashier",
+                &[("qr_code", &code), ("return_to", &return_to)],
+            ),
+        ),
+        PaymentChannel::AbcScan => ("农行掌上银行", None),
+        _ => (
+            "微信",
+            sandbox_link(
+                &state.config.wechat_pay_api_base,
+                "sandbox/cashier",
+                &[("code_url", &code), ("return_to", &return_to)],
+            ),
+        ),
+    };
+    let markup = views::qr_code(
+        &state.config.school_name,
+        &summary,
+        label,
+        &svg,
+        &status_url,
+        &result_url,
+        cashier.as_deref(),
+    );
+    Ok(page_response(&state, StatusCode::OK, None, markup))
+}
+
+/// `POST /pay/abc/page`: to the bank's own payment page (the card number is entered
+/// there, never here); the bank sends the student back to the result page, which asks
+/// the server, not the redirect.
+pub async fn abc_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawForm(form): RawForm,
@@ -141,45 +258,27 @@ pub async fn native(
     };
     let started = state
         .checkout
-        .start(
-            student.id,
-            &ticked.items,
-            PaymentChannel::WechatNative,
-            None,
-        )
+        .start(student.id, &ticked.items, PaymentChannel::AbcPage, None)
         .await;
     let (order, prepaid) = match started_or_page(&state, surface, started) {
         Ok(ready) => ready,
         Err(response) => return Ok(*response),
     };
-    let Prepaid::QrCode(code_url) = prepaid else {
-        return Err(anyhow::anyhow!("Native prepay returned no code URL").into());
+    let Prepaid::Redirect(mut url) = prepaid else {
+        return Err(anyhow::anyhow!("the bank's page payment returned no page").into());
     };
-    let svg = QrCode::new(code_url.as_bytes())
-        .map_err(|error| anyhow::anyhow!("cannot draw the QR code: {error}"))?
-        .render::<svg::Color<'_>>()
-        .min_dimensions(220, 220)
-        .build();
-    let summary = summary_of(&state, &order).await?;
-    let result_url = format!("/orders/{}", order.out_trade_no);
-    let status_url = format!("{result_url}/status");
-    let cashier = sandbox_base(&state).map(|base| {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("code_url", &code_url)
-            .append_pair("return_to", &state.config.public_link(&result_url))
+    // The sandbox plays the bank's return: it needs to be told where to.
+    if is_loopback(&state.config.abc_gateway) {
+        let return_to = state
+            .config
+            .public_link(&format!("/orders/{}", order.out_trade_no));
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("return_to", &return_to)
             .finish();
-        format!("{base}sandbox/cashier?{query}")
-    });
-    let markup = views::qr_code(
-        &state.config.school_name,
-        &summary,
-        "微信",
-        &svg,
-        &status_url,
-        &result_url,
-        cashier.as_deref(),
-    );
-    Ok(page_response(&state, StatusCode::OK, None, markup))
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&query);
+    }
+    Ok(super::redirect(&state, None, &url))
 }
 
 /// The order, or the page that says why there is none.
@@ -370,16 +469,25 @@ async fn summary_of(state: &AppState, order: &OrderRecord) -> Result<OrderSummar
     })
 }
 
-/// The sandbox's base URL when WeChat Pay points at a loopback sandbox (the demo and
-/// the tests), so the page can offer its cashier; `None` in production.
-fn sandbox_base(state: &AppState) -> Option<String> {
-    let base = &state.config.wechat_pay_api_base;
-    let loopback = match base.host() {
+/// Whether a channel's base URL points at a loopback sandbox (the demo and the tests):
+/// only then do pages offer the sandbox's cashier.
+fn is_loopback(base: &url::Url) -> bool {
+    match base.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(domain)) => domain == "localhost",
-        _ => false,
-    };
-    loopback.then(|| base.as_str().to_owned())
+        None => false,
+    }
+}
+
+/// `path` at the sandbox behind `base`, with `query`; `None` in production.
+fn sandbox_link(base: &url::Url, path: &str, query: &[(&str, &str)]) -> Option<String> {
+    if !is_loopback(base) {
+        return None;
+    }
+    let mut link = base.join(&format!("/{path}")).ok()?;
+    link.query_pairs_mut().extend_pairs(query);
+    Some(link.to_string())
 }
 
 fn sandbox_cashier(
@@ -387,19 +495,14 @@ fn sandbox_cashier(
     params: &serde_json::Value,
     result_url: &str,
 ) -> Option<String> {
-    let base = sandbox_base(state)?;
     let prepay_id = params
         .get("package")?
         .as_str()?
         .strip_prefix("prepay_id=")?;
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("prepay_id", prepay_id)
-        .append_pair("return_to", &state.config.public_link(result_url))
-        .finish();
-    let base = if base.ends_with('/') {
-        base
-    } else {
-        format!("{base}/")
-    };
-    Some(format!("{base}sandbox/cashier?{query}"))
+    let return_to = state.config.public_link(result_url);
+    sandbox_link(
+        &state.config.wechat_pay_api_base,
+        "sandbox/cashier",
+        &[("prepay_id", prepay_id), ("return_to", &return_to)],
+    )
 }

@@ -270,8 +270,7 @@ mod tests {
 
     #[test]
     fn nothing_payable_means_no_arrears() {
-        let list =
-            FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::Paid)]);
+        let list = FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::Paid)]);
         assert!(list.owes_nothing());
         let page = fee_list(
             Surface::Mobile,

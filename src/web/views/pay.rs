@@ -95,7 +95,7 @@ pub fn choose_channel(
                         form method="post" action=(channel.action) class="cell" {
                             input type="hidden" name="csrf" value=(csrf);
                             @for line in lines { input type="hidden" name="item" value=(line.id); }
-                            button type="submit" id=(format!("channel-{}", channel.action.trim_start_matches("/pay/"))) {
+                            button type="submit" id=(format!("channel-{}", channel.action.trim_start_matches("/pay/").replace('/', "-"))) {
                                 strong { (channel.label) } " " span class="status" { (channel.hint) }
                             }
                         }

@@ -12,6 +12,8 @@ use campus_pay::background::Background;
 use campus_pay::cache::{MemoryCache, RedisCache, SharedCache};
 use campus_pay::clock::Clock;
 use campus_pay::config::{Config, Variables};
+use campus_pay::sandbox::abc::AbcSandbox;
+use campus_pay::sandbox::alipay::{AlipaySandbox, SANDBOX_APP_ID};
 use campus_pay::sandbox::merchant;
 use campus_pay::sandbox::wechat_api::WechatSandbox;
 use campus_pay::sandbox::wechat_pay::WechatPaySandbox;
@@ -33,6 +35,10 @@ pub struct TestApp {
     pub sandbox: WechatSandbox,
     /// WeChat Pay at loopback.
     pub pay: WechatPaySandbox,
+    /// Alipay's gateway at loopback.
+    pub alipay: AlipaySandbox,
+    /// The Agricultural Bank of China's gateway and payment page at loopback.
+    pub abc: AbcSandbox,
     pub push: WechatPush,
     pub client: reqwest::Client,
     pub clock: Clock,
@@ -107,7 +113,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let key_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("wechatpay-keys-{}", uuid::Uuid::new_v4().simple()));
     let key_files = merchant::write_key_files(&key_dir).expect("key files written");
-    let pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
+    let mut pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
+    let alipay = AlipaySandbox::spawn(SANDBOX_APP_ID, clock.clone())
+        .await
+        .expect("the Alipay sandbox starts");
+    pay_settings.extend(
+        merchant::alipay_settings(alipay.base_url().as_str(), &key_dir)
+            .expect("Alipay keys written"),
+    );
+    let abc = AbcSandbox::spawn(clock.clone())
+        .await
+        .expect("the bank sandbox starts");
+    pay_settings.extend(
+        merchant::abc_settings(abc.gateway_url().as_str(), &key_dir).expect("ABC keys written"),
+    );
     let mut pairs = vec![
         ("CAMPUSPAY_LISTEN", listen.as_str()),
         ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
@@ -146,6 +165,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         state,
         sandbox,
         pay,
+        alipay,
+        abc,
         push,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
