@@ -11,6 +11,8 @@ use crate::config::{Config, Variables};
 use crate::import::fees::parse_fees;
 use crate::import::read::read_table_bytes;
 use crate::import::students::parse_students;
+use crate::sandbox::abc::AbcSandbox;
+use crate::sandbox::alipay::{AlipaySandbox, SANDBOX_APP_ID};
 use crate::sandbox::merchant;
 use crate::sandbox::wechat_api::WechatSandbox;
 use crate::sandbox::wechat_pay::WechatPaySandbox;
@@ -73,13 +75,28 @@ pub async fn run() -> anyhow::Result<()> {
     let public_url = format!("http://{listen}");
     let api_base = sandbox.base_url().to_string();
     let clock = crate::clock::Clock::system();
-    let pay = WechatPaySandbox::spawn(merchant::sandbox_merchant(DEMO_APPID), clock)
+    let pay = WechatPaySandbox::spawn(merchant::sandbox_merchant(DEMO_APPID), clock.clone())
         .await
         .context("cannot start the WeChat Pay sandbox")?;
     pay.set_payee_name(DEMO_SCHOOL);
     let key_files = merchant::write_key_files(std::path::Path::new(DEMO_KEY_DIR))
         .context("cannot write the sandbox merchant keys under data/")?;
-    let pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
+    let mut pay_settings = merchant::settings(pay.base_url().as_str(), &key_files);
+    let alipay = AlipaySandbox::spawn(SANDBOX_APP_ID, clock.clone())
+        .await
+        .context("cannot start the Alipay sandbox")?;
+    let key_dir = std::path::Path::new(DEMO_KEY_DIR);
+    pay_settings.extend(
+        merchant::alipay_settings(alipay.base_url().as_str(), key_dir)
+            .context("cannot write the sandbox Alipay keys under data/")?,
+    );
+    let abc = AbcSandbox::spawn(clock.clone())
+        .await
+        .context("cannot start the bank sandbox")?;
+    pay_settings.extend(
+        merchant::abc_settings(abc.gateway_url().as_str(), key_dir)
+            .context("cannot write the sandbox ABC keys under data/")?,
+    );
     let mut pairs = vec![
         ("CAMPUSPAY_LISTEN", listen.as_str()),
         ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
