@@ -108,6 +108,9 @@ const APP_WORKERS: usize = 2;
 /// The store's pool settings (src/store/mod.rs), for the what-if pools.
 const SQLITE_MAX_CONNECTIONS: u32 = 1;
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// The one-task parts take microseconds: they run this many times more often, so that
+/// their CPU time spans many clock ticks.
+const SINGLE_TASK_FACTOR: usize = 20;
 /// Connections of the read-only what-if pool on SQLite.
 const SQLITE_READ_CONNECTIONS: u32 = 4;
 
@@ -1081,7 +1084,27 @@ WHERE "s"."id" = {} ORDER BY "f"."academic_year" ASC, "f"."id" ASC"#,
     )
 }
 
-/// One way of doing a request's database work, for the what-if table.
+/// The SQL of each way of reading the page's data, in the backend's syntax.
+struct Queries {
+    /// `Store::find_student`'s, with the `LIMIT ?` of `.one()`.
+    student_limited: String,
+    student: String,
+    fee_items: String,
+    joined: String,
+}
+
+impl Queries {
+    fn new(backend: DatabaseBackend) -> Queries {
+        Queries {
+            student_limited: student_sql(backend, true),
+            student: student_sql(backend, false),
+            fee_items: fee_items_sql(backend),
+            joined: joined_sql(backend),
+        }
+    }
+}
+
+/// One way of doing a request's database work.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
     /// Today's two queries, the student's with `LIMIT ?`.
@@ -1092,63 +1115,109 @@ enum Variant {
     Joined,
 }
 
-/// A request's database work done the `variant` way; checks the name and the items.
-async fn what_if_work(
-    db: &DatabaseConnection,
-    sql: &[String; 3],
-    variant: Variant,
-    student: &Student,
-) -> anyhow::Result<()> {
-    let backend = db.get_database_backend();
-    let id = student.id;
-    match variant {
-        Variant::Today | Variant::NoLimit => {
-            let (sql, values): (&str, Vec<sea_orm::Value>) = if variant == Variant::Today {
-                (&sql[0], vec![id.into(), 1_u64.into()])
-            } else {
-                (&sql[1], vec![id.into()])
-            };
-            let row = db
-                .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?
-                .context("no student")?;
-            ensure!(
-                row.try_get::<String>("", "name")? == student.name,
-                "wrong student"
-            );
-            let items = db
-                .query_all_raw(Statement::from_sql_and_values(
-                    backend,
-                    fee_items_sql(backend),
-                    [id.into()],
-                ))
-                .await?;
-            ensure!(items.len() == 3, "{} items", items.len());
-        }
-        Variant::Joined => {
-            let rows = db
-                .query_all_raw(Statement::from_sql_and_values(
-                    backend,
-                    &sql[2],
-                    [id.into()],
-                ))
-                .await?;
-            ensure!(rows.len() == 3, "{} rows", rows.len());
-            ensure!(
-                rows[0].try_get::<String>("", "name")? == student.name,
-                "wrong student"
-            );
-        }
-    }
-    Ok(())
+/// What the page shows, read the `variant` way.
+struct PageData {
+    header: StudentHeader,
+    must_change_password: bool,
+    records: Vec<FeeItemRecord>,
 }
 
-/// The fee list served the way the what-if table suggests: the same session API,
-/// rendering and middleware as the app, the student and the items in one query.
+async fn page_data(
+    db: &DatabaseConnection,
+    queries: &Queries,
+    variant: Variant,
+    student_id: i64,
+) -> anyhow::Result<Option<PageData>> {
+    let backend = db.get_database_backend();
+    let statement = |sql: &str, values: Vec<sea_orm::Value>| {
+        Statement::from_sql_and_values(backend, sql, values)
+    };
+    if variant == Variant::Joined {
+        let rows = db
+            .query_all_raw(statement(&queries.joined, vec![student_id.into()]))
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let (header, must_change_password) = student_of(first)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.extend(record_of(row, "fee_id")?);
+        }
+        return Ok(Some(PageData {
+            header,
+            must_change_password,
+            records,
+        }));
+    }
+    let student = if variant == Variant::Today {
+        statement(
+            &queries.student_limited,
+            vec![student_id.into(), 1_u64.into()],
+        )
+    } else {
+        statement(&queries.student, vec![student_id.into()])
+    };
+    let Some(row) = db.query_one_raw(student).await? else {
+        return Ok(None);
+    };
+    let (header, must_change_password) = student_of(&row)?;
+    let rows = db
+        .query_all_raw(statement(&queries.fee_items, vec![student_id.into()]))
+        .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        records.extend(record_of(row, "id")?);
+    }
+    Ok(Some(PageData {
+        header,
+        must_change_password,
+        records,
+    }))
+}
+
+/// The page's header and whether the student must change the password first.
+fn student_of(row: &sea_orm::QueryResult) -> anyhow::Result<(StudentHeader, bool)> {
+    let id_card: String = row.try_get("", "id_card")?;
+    let header = StudentHeader {
+        name: row.try_get("", "name")?,
+        gender: if row.try_get::<String>("", "gender")? == "男" {
+            "男"
+        } else {
+            "女"
+        },
+        masked_id_card: IdCardNumber::parse(&id_card)
+            .map(|id| id.masked())
+            .unwrap_or_else(|_| "******************".to_owned()),
+        grade: row.try_get("", "grade")?,
+        class_name: row.try_get("", "class_name")?,
+    };
+    Ok((header, row.try_get("", "must_change_password")?))
+}
+
+/// A fee item; `None` for the joined query's row of a student without items.
+fn record_of(row: &sea_orm::QueryResult, id_column: &str) -> anyhow::Result<Option<FeeItemRecord>> {
+    let Some(id) = row.try_get::<Option<i64>>("", id_column)? else {
+        return Ok(None);
+    };
+    Ok(Some(FeeItemRecord {
+        id,
+        academic_year: row.try_get("", "academic_year")?,
+        item: row.try_get("", "item")?,
+        amount_fen: row.try_get("", "amount_fen")?,
+        status: FeeItemStatus::try_from_value(&row.try_get::<String>("", "status")?)?,
+        deferred_until: row.try_get::<Option<DateTime<Utc>>>("", "deferred_until")?,
+        updated_at: row.try_get("", "updated_at")?,
+    }))
+}
+
+/// The fee list served another way: the same session API, rendering and middleware as
+/// the app, the data read the `variant` way from `db`.
 #[derive(Clone)]
 struct Prototype {
     db: DatabaseConnection,
-    sql: Arc<str>,
+    queries: Arc<Queries>,
+    variant: Variant,
     sessions: Sessions,
     clock: Clock,
 }
@@ -1177,50 +1246,17 @@ async fn prototype_page(prototype: &Prototype, headers: &HeaderMap) -> anyhow::R
     let Some(student_id) = session.data.student_id else {
         return elsewhere();
     };
-    let db = &prototype.db;
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            prototype.sql.as_ref(),
-            [student_id.into()],
-        ))
-        .await?;
-    let Some(first) = rows.first() else {
+    let data = page_data(
+        &prototype.db,
+        &prototype.queries,
+        prototype.variant,
+        student_id,
+    )
+    .await?;
+    let Some(data) = data.filter(|data| !data.must_change_password) else {
         return elsewhere();
     };
-    if first.try_get::<bool>("", "must_change_password")? {
-        return elsewhere();
-    }
-    let id_card: String = first.try_get("", "id_card")?;
-    let header = StudentHeader {
-        name: first.try_get("", "name")?,
-        gender: if first.try_get::<String>("", "gender")? == "男" {
-            "男"
-        } else {
-            "女"
-        },
-        masked_id_card: IdCardNumber::parse(&id_card)
-            .map(|id| id.masked())
-            .unwrap_or_else(|_| "******************".to_owned()),
-        grade: first.try_get("", "grade")?,
-        class_name: first.try_get("", "class_name")?,
-    };
-    let mut records = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(id) = row.try_get::<Option<i64>>("", "fee_id")? else {
-            continue;
-        };
-        records.push(FeeItemRecord {
-            id,
-            academic_year: row.try_get("", "academic_year")?,
-            item: row.try_get("", "item")?,
-            amount_fen: row.try_get("", "amount_fen")?,
-            status: FeeItemStatus::try_from_value(&row.try_get::<String>("", "status")?)?,
-            deferred_until: row.try_get::<Option<DateTime<Utc>>>("", "deferred_until")?,
-            updated_at: row.try_get("", "updated_at")?,
-        });
-    }
-    let list = FeeList::from_records(&records);
+    let list = FeeList::from_records(&data.records);
     let notice = session.data.notice.take();
     if notice.is_some() {
         prototype.sessions.save(&mut session, now).await?;
@@ -1229,7 +1265,7 @@ async fn prototype_page(prototype: &Prototype, headers: &HeaderMap) -> anyhow::R
         Surface::Pc,
         SCHOOL,
         &session.data.csrf,
-        &header,
+        &data.header,
         &list,
         notice.as_deref(),
     );
@@ -1369,32 +1405,73 @@ impl Bench<'_> {
             &page,
         )?;
 
-        let sql_backend = backend.sql_backend();
-        let sql = Arc::new([
-            student_sql(sql_backend, true),
-            student_sql(sql_backend, false),
-            joined_sql(sql_backend),
-        ]);
+        let queries = Arc::new(Queries::new(backend.sql_backend()));
         let pool = app.block_on(backend.what_if_pool(false))?;
+        let pool_size = if backend.is_sqlite() {
+            SQLITE_MAX_CONNECTIONS
+        } else {
+            POSTGRES_MAX_CONNECTIONS
+        };
         let read_pool = if backend.is_sqlite() {
             Some(app.block_on(backend.what_if_pool(true))?)
         } else {
             None
         };
-        let prototype = |db: &DatabaseConnection| Prototype {
+        // The ways tried: a control (today's queries, the store's pool settings), then
+        // the changes; the flag: also served over HTTP as a prototype of the page.
+        let mut ways = vec![
+            (
+                format!("today's two queries (student `… LIMIT ?`), pool of {pool_size}"),
+                pool.clone(),
+                Variant::Today,
+                true,
+            ),
+            (
+                format!("two queries, student without LIMIT, pool of {pool_size}"),
+                pool.clone(),
+                Variant::NoLimit,
+                false,
+            ),
+            (
+                format!("one joined query, pool of {pool_size}"),
+                pool.clone(),
+                Variant::Joined,
+                true,
+            ),
+        ];
+        if let Some(read_pool) = &read_pool {
+            ways.push((
+                format!(
+                    "two queries, student without LIMIT, read-only pool of {SQLITE_READ_CONNECTIONS}"
+                ),
+                read_pool.clone(),
+                Variant::NoLimit,
+                true,
+            ));
+            ways.push((
+                format!("one joined query, read-only pool of {SQLITE_READ_CONNECTIONS}"),
+                read_pool.clone(),
+                Variant::Joined,
+                true,
+            ));
+        }
+        let prototype = |db: &DatabaseConnection, variant| Prototype {
             db: db.clone(),
-            sql: Arc::from(sql[2].as_str()),
+            queries: queries.clone(),
+            variant,
             sessions: state.sessions(),
             clock: state.clock.clone(),
         };
-        let (status, prototype_page) = app.block_on(oneshot_fees(
-            prototype_router(prototype(&pool)),
-            &students[0].session,
-        ))?;
-        ensure!(
-            status == StatusCode::OK && prototype_page == page,
-            "the prototype's page differs from the app's"
-        );
+        for (name, db, variant, _) in &ways {
+            let (status, prototype_page) = app.block_on(oneshot_fees(
+                prototype_router(prototype(db, *variant)),
+                &students[0].session,
+            ))?;
+            ensure!(
+                status == StatusCode::OK && prototype_page == page,
+                "the prototype ({name}) answers another page than the app's"
+            );
+        }
 
         // HTTP.
         let mut http_rows = Vec::new();
@@ -1423,27 +1500,12 @@ impl Bench<'_> {
         // PostgreSQL's backends report their counters within a second of going idle.
         app.block_on(async { tokio::time::sleep(Duration::from_millis(2_500)).await });
         let scans_after = app.block_on(backend.table_scans())?;
-        let mut prototypes = vec![(
-            format!(
-                "prototype: one joined query, pool of {}",
-                if backend.is_sqlite() {
-                    SQLITE_MAX_CONNECTIONS
-                } else {
-                    POSTGRES_MAX_CONNECTIONS
-                }
-            ),
-            pool.clone(),
-        )];
-        if let Some(read_pool) = &read_pool {
-            prototypes.push((
-                format!("prototype: one joined query, read-only pool of {SQLITE_READ_CONNECTIONS}"),
-                read_pool.clone(),
-            ));
-        }
-        for (name, db) in &prototypes {
-            let prototype_port = app.block_on(serve(prototype_router(prototype(db))))?;
+        // The prototypes: the control, and the changes worth having (the LIMIT alone
+        // is in the what-if table only).
+        for (name, db, variant, _) in ways.iter().filter(|way| way.3) {
+            let prototype_port = app.block_on(serve(prototype_router(prototype(db, *variant))))?;
             http_rows.push(self.http(
-                name,
+                &format!("prototype: {name}"),
                 prototype_port,
                 (
                     exchanges(&students, warmup, None),
@@ -1550,7 +1612,7 @@ impl Bench<'_> {
             };
             parts.push(self.part(
                 "render: FeeList + maud page (one task)",
-                requests,
+                requests * SINGLE_TASK_FACTOR,
                 1,
                 move |_| {
                     let list = FeeList::from_records(&records);
@@ -1605,7 +1667,7 @@ impl Bench<'_> {
             })?;
             parts.push(self.part(
                 &format!("MemoryCache::get, {keys} live keys (one task)"),
-                requests,
+                requests * SINGLE_TASK_FACTOR,
                 1,
                 move |index| {
                     let cache = cache.clone();
@@ -1618,44 +1680,20 @@ impl Bench<'_> {
             )?);
         }
 
-        // What-if variants of the database work.
-        let pool_size = if backend.is_sqlite() {
-            SQLITE_MAX_CONNECTIONS
-        } else {
-            POSTGRES_MAX_CONNECTIONS
-        };
-        let mut variants = vec![
-            (
-                format!("today's two queries (student `… LIMIT ?`), pool of {pool_size}"),
-                pool.clone(),
-                Variant::Today,
-            ),
-            (
-                format!("two queries, student without LIMIT, pool of {pool_size}"),
-                pool.clone(),
-                Variant::NoLimit,
-            ),
-            (
-                format!("one joined query, pool of {pool_size}"),
-                pool.clone(),
-                Variant::Joined,
-            ),
-        ];
-        if let Some(read_pool) = &read_pool {
-            variants.push((
-                format!("one joined query, read-only pool of {SQLITE_READ_CONNECTIONS}"),
-                read_pool.clone(),
-                Variant::Joined,
-            ));
-        }
+        // The ways, on the database work alone.
         let mut what_ifs = Vec::new();
-        for (name, db, variant) in variants {
-            let (sql, students) = (sql.clone(), students.clone());
+        for (name, db, variant, _) in ways {
+            let (queries, students) = (queries.clone(), students.clone());
             what_ifs.push(self.part(&name, requests, connections, move |index| {
-                let (db, sql, students) = (db.clone(), sql.clone(), students.clone());
+                let (db, queries, students) = (db.clone(), queries.clone(), students.clone());
                 async move {
                     let student = &students[index % students.len()];
-                    what_if_work(&db, &sql, variant, student).await
+                    let data = page_data(&db, &queries, variant, student.id)
+                        .await?
+                        .context("no student")?;
+                    ensure!(data.header.name == student.name, "wrong student");
+                    ensure!(data.records.len() == 3, "{} items", data.records.len());
+                    Ok(())
                 }
             })?);
         }

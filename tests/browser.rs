@@ -9,6 +9,8 @@
 #[path = "api/support/mod.rs"]
 mod support;
 
+#[path = "browser/channels.rs"]
+mod channels;
 #[path = "browser/chrome.rs"]
 mod chrome;
 #[path = "browser/payments.rs"]

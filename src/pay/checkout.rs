@@ -194,7 +194,11 @@ impl Checkout {
                 self.store.release_order(order.id, self.clock.now()).await?;
                 Err(ChannelError::Refused { code, message }.into())
             }
-            Err(ChannelError::Refused { code, .. }) if code == "ORDER_PAID" => {
+            Err(ChannelError::Refused { code, .. })
+                if code == "ORDER_PAID"
+                    || code == "ORDERPAID"
+                    || code == "ACQ.TRADE_HAS_SUCCESS" =>
+            {
                 match self.refresh_now(&order).await? {
                     Settled::Paid(_) => Ok(Started::AlreadyPaid),
                     _ => Err(CheckoutError::StillHeld),

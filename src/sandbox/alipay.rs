@@ -1317,9 +1317,6 @@ impl Shared {
                 .ok_or_else(|| Refusal::parameter("参数有误: timeout_express"))?,
             (None, None) => DEFAULT_TRADE_LIFETIME,
         };
-        if !(MIN_TRADE_LIFETIME..=MAX_TRADE_LIFETIME).contains(&lifetime) {
-            return Err(Refusal::parameter("参数有误: 订单超时时间范围为1m～15d"));
-        }
         if let Some(url) = &notify_url
             && (url.len() > 256
                 || !Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https")))
@@ -1354,6 +1351,11 @@ impl Shared {
                 )),
                 _ => Ok(precreate_content(&out_trade_no, &order.trade.qr_code)),
             };
+        }
+        // Checked for a new order only: a repeat of the same precreate late in the
+        // order's life still gets its code back.
+        if !(MIN_TRADE_LIFETIME..=MAX_TRADE_LIFETIME).contains(&lifetime) {
+            return Err(Refusal::parameter("参数有误: 订单超时时间范围为1m～15d"));
         }
         let qr_code = new_qr_code();
         let pay_before = now + lifetime;

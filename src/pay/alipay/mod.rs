@@ -249,6 +249,20 @@ impl Alipay {
     }
 }
 
+/// The order description as a `subject`, which Alipay says must not hold `/`, `=` or
+/// `&`: those become their full-width forms (／＝＆), which read the same.
+pub fn subject_of(description: &str) -> String {
+    description
+        .chars()
+        .map(|c| match c {
+            '/' => '／',
+            '=' => '＝',
+            '&' => '＆',
+            other => other,
+        })
+        .collect()
+}
+
 fn channel_error(error: AlipayApiError) -> ChannelError {
     if error.outcome_unknown() {
         return ChannelError::OutcomeUnknown(error.to_string());
@@ -272,9 +286,10 @@ impl Channel for Alipay {
                 message: format!("Alipay cannot serve {:?}", order.kind),
             });
         }
+        let subject = subject_of(order.description);
         let request = PrecreateRequest {
             out_trade_no: order.out_trade_no,
-            subject: order.description,
+            subject: &subject,
             total_amount_fen: order.amount_fen,
             time_expire: order.expires_at,
             notify_url: order.notify_url,
@@ -346,6 +361,14 @@ mod tests {
         ] {
             assert_eq!(yuan_to_fen(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn subjects_avoid_the_characters_alipay_forbids() {
+        assert_eq!(
+            subject_of("武威职业学院-2024学年学费/住宿费 A&B=C"),
+            "武威职业学院-2024学年学费／住宿费 A＆B＝C"
+        );
     }
 
     #[test]

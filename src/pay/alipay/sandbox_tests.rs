@@ -81,7 +81,10 @@ impl World {
 #[tokio::test]
 async fn precreate_pay_and_query_round_trip() {
     let world = World::start().await;
-    let code = world.prepay("CP20240615A1", 120_050).await;
+    let order = world.order("CP20240615A1", 120_050);
+    let Ok(Prepaid::QrCode(code)) = world.alipay.prepay(&order).await else {
+        panic!("expected a QR code");
+    };
     assert!(code.starts_with("https://qr.alipay.com/"), "{code}");
     let trade = world
         .sandbox
@@ -93,10 +96,13 @@ async fn precreate_pay_and_query_round_trip() {
     assert_eq!(trade.notify_url.as_deref(), Some(NOTIFY_URL));
     assert_eq!(
         trade.time_expire.as_deref(),
-        Some(beijing_time(world.order("x", 1).expires_at).as_str())
+        Some(beijing_time(order.expires_at).as_str())
     );
-    // The same order again: the same code.
-    assert_eq!(world.prepay("CP20240615A1", 120_050).await, code);
+    // The same order again, even late in its life: the same code.
+    let order = world.order("CP20240615A2", 100);
+    let first = world.alipay.prepay(&order).await.expect("prepay");
+    world.clock.advance(Duration::from_secs(14 * 60 + 30));
+    assert_eq!(world.alipay.prepay(&order).await.expect("again"), first);
 
     // Not scanned: Alipay has no trade yet.
     assert_eq!(
