@@ -81,15 +81,18 @@ impl Store {
         Ok(row.map(StudentAccount::from))
     }
 
+    /// Every signed-in page asks this: on the read pool, and without `.one()`'s
+    /// `LIMIT ?`, which makes SQLite re-prepare the statement on every call.
     pub async fn find_student(
         &self,
         student_id: i64,
     ) -> Result<Option<StudentAccount>, StoreError> {
-        let row = students::Entity::find_by_id(student_id)
-            .one(&self.db)
+        let rows = students::Entity::find()
+            .filter(students::Column::Id.eq(student_id))
+            .all(&self.reads)
             .await
             .map_err(StoreError::query("find a student"))?;
-        Ok(row.map(StudentAccount::from))
+        Ok(rows.into_iter().next().map(StudentAccount::from))
     }
 
     pub async fn find_student_by_openid(

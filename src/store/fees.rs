@@ -38,7 +38,7 @@ impl Store {
             .filter(fee_items::Column::StudentId.eq(student_id))
             .order_by_asc(fee_items::Column::AcademicYear)
             .order_by_asc(fee_items::Column::Id)
-            .all(&self.db)
+            .all(&self.reads)
             .await
             .map_err(StoreError::query("list a student's fee items"))?;
         Ok(rows.into_iter().map(FeeItemRecord::from).collect())

@@ -114,7 +114,15 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// For the hot reads outside transactions (the fee list): on a SQLite file, a
+    /// small pool of read-only connections beside the one writer (WAL lets readers run
+    /// while it writes, and a connection that never writes cannot hit the failed
+    /// upgrade that keeps the writer single); elsewhere the same pool as `db`.
+    reads: DatabaseConnection,
 }
+
+/// Read-only SQLite connections for the hot reads.
+const SQLITE_READ_CONNECTIONS: u32 = 4;
 
 /// Pool settings. SQLite gets a single connection: its deferred transactions can fail
 /// outright (not wait) when a second connection writes between their read and their
@@ -264,6 +272,10 @@ impl Store {
     }
 
     async fn close(self) -> Result<(), StoreError> {
+        // Closing a pool twice (when `reads` is `db`) is harmless.
+        if let Err(error) = self.reads.close().await {
+            tracing::debug!(?error, "closing the read pool");
+        }
         self.db
             .close()
             .await
@@ -272,13 +284,36 @@ impl Store {
 }
 
 async fn open(backend: Backend, options: ConnectOptions) -> Result<Store, StoreError> {
-    let db = Database::connect(options)
+    let url = options.get_url().to_owned();
+    let db = connect_pool(backend, options).await?;
+    let reads = match backend {
+        Backend::Sqlite if !is_in_memory(&url) => {
+            connect_pool(backend, sqlite_read_options(&url)).await?
+        }
+        _ => db.clone(),
+    };
+    Ok(Store { db, reads })
+}
+
+async fn connect_pool(backend: Backend, options: ConnectOptions) -> Result<DatabaseConnection, StoreError> {
+    Database::connect(options)
         .await
         .map_err(|source| StoreError::Connect {
             backend: backend.name(),
             source,
-        })?;
-    Ok(Store { db })
+        })
+}
+
+/// The read-only pool of a SQLite file the writer pool has opened (and created).
+fn sqlite_read_options(url: &str) -> ConnectOptions {
+    let mut options = pool_options(url.to_owned(), SQLITE_READ_CONNECTIONS);
+    options.map_sqlx_sqlite_opts(|sqlite| {
+        sqlite
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+    });
+    options
 }
 
 /// Settings both backends share.
