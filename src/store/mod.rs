@@ -295,7 +295,10 @@ async fn open(backend: Backend, options: ConnectOptions) -> Result<Store, StoreE
     Ok(Store { db, reads })
 }
 
-async fn connect_pool(backend: Backend, options: ConnectOptions) -> Result<DatabaseConnection, StoreError> {
+async fn connect_pool(
+    backend: Backend,
+    options: ConnectOptions,
+) -> Result<DatabaseConnection, StoreError> {
     Database::connect(options)
         .await
         .map_err(|source| StoreError::Connect {

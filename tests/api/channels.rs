@@ -220,10 +220,7 @@ async fn abc_page_payment_goes_through_the_banks_page_and_is_confirmed_by_the_se
         AbcTamper::OtherMerchant,
     ] {
         app.abc.pay_silently(&number).ok();
-        let body = app
-            .abc
-            .notification_for(&number, tamper)
-            .expect("built");
+        let body = app.abc.notification_for(&number, tamper).expect("built");
         let (status, _) = post_form(&app, "/pay/notify/abc", body).await;
         assert!(status.is_client_error(), "{tamper:?}: {status}");
         let order = app
