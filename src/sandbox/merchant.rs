@@ -92,17 +92,15 @@ pub fn alipay_settings(gateway: &str, dir: &Path) -> std::io::Result<Vec<(&'stat
 }
 
 /// The demo school's ABC merchant against [`super::abc::AbcSandbox`] at `gateway`:
-/// writes the merchant key (PEM, see docs/abc-trustpay.md on PKCS#12) and the
-/// sandbox's TrustPay certificate under `dir` and returns the `CAMPUSPAY_ABC_*`
-/// settings. Published sandbox keys: never for production.
+/// writes the merchant's PKCS#12 file (as the bank issues it) and the sandbox's
+/// TrustPay certificate under `dir` and returns the `CAMPUSPAY_ABC_*` settings.
+/// Published sandbox keys: never for production.
 pub fn abc_settings(gateway: &str, dir: &Path) -> std::io::Result<Vec<(&'static str, String)>> {
-    use super::abc::{
-        MERCHANT_ID, MERCHANT_P12_PASSWORD, MERCHANT_PRIVATE_KEY_PEM, TRUSTPAY_CERT_PEM,
-    };
+    use super::abc::{MERCHANT_ID, MERCHANT_P12, MERCHANT_P12_PASSWORD, TRUSTPAY_CERT_PEM};
     std::fs::create_dir_all(dir)?;
-    let merchant_key = dir.join("sandbox_abc_merchant_private_key.pem");
+    let merchant_key = dir.join("sandbox_abc_merchant.p12");
     let trustpay_cert = dir.join("sandbox_abc_trustpay_cert.pem");
-    std::fs::write(&merchant_key, MERCHANT_PRIVATE_KEY_PEM)?;
+    std::fs::write(&merchant_key, MERCHANT_P12)?;
     std::fs::write(&trustpay_cert, TRUSTPAY_CERT_PEM)?;
     Ok(vec![
         ("CAMPUSPAY_ABC_MERCHANT_ID", MERCHANT_ID.to_owned()),

@@ -8,6 +8,7 @@
 
 pub mod wire;
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -89,6 +90,7 @@ impl Abc {
         let key = std::fs::read(&abc.cert_file).map_err(|error| {
             AbcSetupError::MerchantKey(format!("{}: {error}", abc.cert_file.display()))
         })?;
+        let key = merchant_key_pem(&key, abc.cert_password.expose_secret())?;
         let trustpay = std::fs::read(&abc.trustpay_cert_file).map_err(|error| {
             AbcSetupError::TrustPayCertificate(format!(
                 "{}: {error}",
@@ -105,7 +107,7 @@ impl Abc {
         .map(Some)
     }
 
-    /// From the key and certificate contents (the sandbox and tests use this).
+    /// From the key (PEM) and certificate contents (the sandbox and tests use this).
     pub fn new(
         merchant_id: &str,
         merchant_key: &[u8],
@@ -470,6 +472,31 @@ fn scan_code_of(answer: &Opened) -> Option<&str> {
         .find(|code| !code.is_empty())
 }
 
+/// The merchant's private key as PEM: the bank's PKCS#12 (`.pfx`) file opened with its
+/// password, or a PEM key given directly (what `openssl pkcs12 -nocerts` writes).
+pub fn merchant_key_pem(file: &[u8], password: &str) -> Result<Vec<u8>, AbcSetupError> {
+    if file.trim_ascii_start().starts_with(b"-----BEGIN") {
+        return Ok(file.to_vec());
+    }
+    let unreadable =
+        |reason: String| AbcSetupError::MerchantKey(format!("the PKCS#12 file: {reason}"));
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        file,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|error| unreadable(format!("{error} (wrong CAMPUSPAY_ABC_CERT_PASSWORD?)")))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| unreadable("it holds no private key".into()))?;
+    let key =
+        <rsa::PrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(chain.key().as_der())
+            .map_err(|error| unreadable(format!("its key is not an RSA key: {error}")))?;
+    let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, rsa::pkcs8::LineEnding::LF)
+        .map_err(|error| unreadable(error.to_string()))?;
+    Ok(pem.as_bytes().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -484,6 +511,23 @@ mod tests {
     use crate::sandbox::abc::{self as sandbox, AbcSandbox, Tamper};
 
     type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    #[test]
+    fn the_merchant_key_is_read_from_the_pkcs12_file_with_its_password() {
+        let pem = merchant_key_pem(sandbox::MERCHANT_P12, sandbox::MERCHANT_P12_PASSWORD)
+            .expect("the sandbox's .p12 opens");
+        assert!(pem.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let signer = wire::MerchantSigner::from_pem(std::str::from_utf8(&pem).expect("PEM"));
+        assert!(signer.is_ok(), "the key signs");
+        let wrong = merchant_key_pem(sandbox::MERCHANT_P12, "not-the-password");
+        assert!(
+            matches!(wrong, Err(AbcSetupError::MerchantKey(message)) if message.contains("CAMPUSPAY_ABC_CERT_PASSWORD"))
+        );
+        let garbage = merchant_key_pem(b"\x30\x03garbage", "x");
+        assert!(matches!(garbage, Err(AbcSetupError::MerchantKey(_))));
+        let already_pem = merchant_key_pem(sandbox::MERCHANT_PRIVATE_KEY_PEM.as_bytes(), "");
+        assert!(already_pem.is_ok());
+    }
 
     /// A merchant endpoint that records what the bank posts to `ResultNotifyURL`.
     async fn notify_receiver() -> (String, Received) {
