@@ -271,3 +271,27 @@ async fn abc_scan_code_paid_without_a_notification_is_found_by_query() {
     assert_eq!(status.body, r#"{"status":"paid"}"#);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
 }
+
+#[tokio::test]
+async fn abc_expiry_releases_an_unpaid_order_after_asking_the_bank() {
+    let app = paying_app().await;
+    let mut browser = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;
+    let to_bank = pay_with(&mut browser, "/pay/abc/page").await;
+    let number = order_from_bank_redirect(&to_bank.location.expect("the bank's page"));
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
+    app.clock.advance(Duration::from_secs(16 * 60));
+    let report = sweep_once(&app.state.checkout, &app.state.cache)
+        .await
+        .expect("sweep")
+        .expect("lock");
+    assert_eq!(report.closed, 1, "{report:?}");
+    let order = app
+        .state
+        .store
+        .find_order(&number)
+        .await
+        .expect("query")
+        .expect("exists");
+    assert_eq!(order.status, OrderStatus::Closed);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Unpaid; 3]);
+}
