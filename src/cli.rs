@@ -11,11 +11,12 @@ use clap::{Parser, Subcommand};
 
 use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, WechatAccountConfig};
 use crate::import::{
     ImportRejected, ImportSummary, RowProblem, parse_fees_partially, parse_students_partially,
     read_table,
 };
+use crate::jobs::followers::run_check;
 use crate::store::{ImportFailure, Store};
 use crate::web::{App, Services, shutdown_signal};
 use crate::wechat::api::{ApiClient, ApiClientConfig};
@@ -55,6 +56,22 @@ enum Command {
     Import {
         #[command(subcommand)]
         what: ImportWhat,
+    },
+    /// The official account's followers.
+    Followers {
+        #[command(subcommand)]
+        action: FollowersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FollowersAction {
+    /// Check every follower's remark against the rule and act on the non-compliant
+    /// per CAMPUSPAY_CLEANUP_ACTION (report, tag or blacklist).
+    Cleanup {
+        /// Sort the followers and report, changing nothing at WeChat.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -115,6 +132,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             action: MenuAction::Push { file },
         } => push_menu(&file).await,
         Command::Import { what } => import(what).await,
+        Command::Followers {
+            action: FollowersAction::Cleanup { dry_run },
+        } => followers_cleanup(dry_run).await,
     }
 }
 
@@ -213,25 +233,64 @@ async fn push_menu(file: &std::path::Path) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let menu = load_menu(&text, &config.public_url)
         .with_context(|| format!("{} is not a menu WeChat accepts", file.display()))?;
-    let cache: SharedCache = match &config.redis_url {
+    let cache = open_cache(&config).await?;
+    let api = api_client(&config, wechat, cache)?;
+    api.menu_create(&menu)
+        .await
+        .context("WeChat refused the menu")?;
+    println!("menu pushed: WeChat answered errcode 0 (ok)");
+    Ok(())
+}
+
+/// The configured cache: Redis when set, else one in this process.
+async fn open_cache(config: &Config) -> anyhow::Result<SharedCache> {
+    Ok(match &config.redis_url {
         Some(url) => Arc::new(
             RedisCache::connect(url.expose_secret(), "campus-pay:")
                 .await
                 .context("cannot reach Redis (CAMPUSPAY_REDIS_URL)")?,
         ),
         None => Arc::new(MemoryCache::new(Clock::system())),
-    };
-    let api = ApiClient::new(
+    })
+}
+
+fn api_client(
+    config: &Config,
+    wechat: &WechatAccountConfig,
+    cache: SharedCache,
+) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(
         ApiClientConfig {
             appid: wechat.appid.clone(),
             secret: wechat.secret.clone(),
             api_base: config.wechat_api_base.clone(),
         },
         cache,
-    )?;
-    api.menu_create(&menu)
-        .await
-        .context("WeChat refused the menu")?;
-    println!("menu pushed: WeChat answered errcode 0 (ok)");
+    )?)
+}
+
+/// Prints the report; a run stopped by a WeChat error prints what it found, then
+/// fails.
+async fn followers_cleanup(dry_run: bool) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let Some(wechat) = &config.wechat else {
+        bail!("CAMPUSPAY_WECHAT_APPID: the official account must be configured to check followers");
+    };
+    let store = open_migrated_store(&config).await?;
+    let cache = open_cache(&config).await?;
+    let api = api_client(&config, wechat, cache.clone())?;
+    let report = run_check(
+        &api,
+        &store,
+        &cache,
+        &Clock::system(),
+        &config.cleanup,
+        dry_run,
+    )
+    .await?;
+    print!("{report}");
+    if let Some(reason) = &report.stopped {
+        bail!("the follower check stopped early: {reason}");
+    }
     Ok(())
 }

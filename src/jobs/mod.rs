@@ -1,6 +1,8 @@
 //! Work that runs on a schedule rather than on a request. Each job takes a lock in the
 //! cache for its run, so that N instances behind one proxy run it once.
 //!
+//! - [`followers`]: the follower check (remarks against the rule).
 //! - [`orders`]: closes expired orders at their channel and queries quiet ones.
 
+pub mod followers;
 pub mod orders;

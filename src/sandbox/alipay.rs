@@ -1866,10 +1866,9 @@ mod tests {
     #[tokio::test]
     async fn precreate_is_answered_signed_over_its_exact_text_and_is_idempotent() {
         let probe = Probe::start().await;
-        let reply = probe
-            .call(methods::PRECREATE, &probe.order("CP2024A1", "1200.50"))
-            .await
-            .ok();
+        // One order, sent twice: its time_expire must not move between the calls.
+        let order = probe.order("CP2024A1", "1200.50");
+        let reply = probe.call(methods::PRECREATE, &order).await.ok();
         assert_eq!(reply.member, "alipay_trade_precreate_response");
         let qr_code = reply.json["qr_code"].as_str().unwrap().to_owned();
         assert!(
@@ -1891,10 +1890,7 @@ mod tests {
             reply.sign.as_deref().unwrap()
         ));
 
-        let again = probe
-            .call(methods::PRECREATE, &probe.order("CP2024A1", "1200.50"))
-            .await
-            .ok();
+        let again = probe.call(methods::PRECREATE, &order).await.ok();
         assert_eq!(again.json["qr_code"], qr_code.as_str());
         probe
             .call(methods::PRECREATE, &probe.order("CP2024A1", "1200.51"))

@@ -33,7 +33,30 @@ pub mod paths {
     pub const UPDATE_REMARK: &str = "/cgi-bin/user/info/updateremark";
     pub const SNS_ACCESS_TOKEN: &str = "/sns/oauth2/access_token";
     pub const AUTHORIZE: &str = "/connect/oauth2/authorize";
+    pub const USER_GET: &str = "/cgi-bin/user/get";
+    pub const USER_INFO_BATCHGET: &str = "/cgi-bin/user/info/batchget";
+    pub const TAGS_GET: &str = "/cgi-bin/tags/get";
+    pub const TAGS_CREATE: &str = "/cgi-bin/tags/create";
+    pub const BATCH_TAGGING: &str = "/cgi-bin/tags/members/batchtagging";
+    pub const BATCH_BLACKLIST: &str = "/cgi-bin/tags/members/batchblacklist";
 }
+
+/// A follower of the sandbox account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxFollower {
+    pub openid: String,
+    pub subscribe_time: DateTime<Utc>,
+    pub remark: String,
+}
+
+/// user/get answers at most this many openids a page.
+pub const USER_GET_PAGE: usize = 10_000;
+const BATCHGET_MAX: usize = 100;
+const BATCH_TAGGING_MAX: usize = 50;
+const BATCH_BLACKLIST_MAX: usize = 20;
+const TAG_NAME_MAX_BYTES: usize = 30;
+/// WeChat's own tags (0–2) come first; an account's tags start at 100.
+const FIRST_TAG_ID: i64 = 100;
 
 /// Who the authorize page says is there when the demo does not say otherwise.
 pub const DEMO_OPENID: &str = "o_sandbox_demo_student";
@@ -164,6 +187,37 @@ impl WechatSandbox {
         state.calls.iter().filter(|call| call.api == api).count()
     }
 
+    /// Adds followers after those already there, in order (user/get pages in this
+    /// order). An openid already there is replaced in place.
+    pub fn add_followers(&self, followers: Vec<SandboxFollower>) {
+        let mut state = self.shared.state();
+        for follower in followers {
+            match state.follower_index.get(&follower.openid) {
+                Some(&at) => state.followers[at] = follower,
+                None => {
+                    let at = state.followers.len();
+                    state.follower_index.insert(follower.openid.clone(), at);
+                    state.followers.push(follower);
+                }
+            }
+        }
+    }
+
+    /// The account's tags, as (id, name), in creation order.
+    pub fn tags(&self) -> Vec<(i64, String)> {
+        self.shared.state().tags.clone()
+    }
+
+    /// Every accepted batchtagging call, as (tag id, openids), in order.
+    pub fn tag_batches(&self) -> Vec<(i64, Vec<String>)> {
+        self.shared.state().tag_batches.clone()
+    }
+
+    /// Every accepted batchblacklist call's openids, in order.
+    pub fn blacklist_batches(&self) -> Vec<Vec<String>> {
+        self.shared.state().blacklist_batches.clone()
+    }
+
     /// The next `times` requests to `api` fail with `errcode`, before any other check.
     pub fn fail_next(&self, api: &str, errcode: i64, times: usize) {
         let mut state = self.shared.state();
@@ -195,6 +249,11 @@ struct SandboxState {
     menus: Vec<Value>,
     remarks: HashMap<String, String>,
     injected_failures: HashMap<String, VecDeque<i64>>,
+    followers: Vec<SandboxFollower>,
+    follower_index: HashMap<String, usize>,
+    tags: Vec<(i64, String)>,
+    tag_batches: Vec<(i64, Vec<String>)>,
+    blacklist_batches: Vec<Vec<String>>,
 }
 
 struct IssuedToken {
@@ -292,6 +351,21 @@ impl SandboxState {
         token
     }
 
+    /// A members list as batchtagging and batchblacklist check it: 1 to `max`
+    /// openids, each a follower.
+    fn check_members(&self, openids: &[String], max: usize) -> Result<(), WxError> {
+        if openids.is_empty() || openids.len() > max {
+            return Err(WxError::INVALID_OPENID_LIST_SIZE);
+        }
+        if openids
+            .iter()
+            .any(|openid| !self.follower_index.contains_key(openid))
+        {
+            return Err(WxError::INVALID_OPENID);
+        }
+        Ok(())
+    }
+
     /// The current token while it has more than the renewal window left.
     fn reusable_token(&self, now: DateTime<Utc>) -> Option<(String, DateTime<Utc>)> {
         let token = self.current_token.as_ref()?;
@@ -339,6 +413,10 @@ impl WxError {
     const SUB_BUTTON_KEY_SIZE: Self = Self::new(40026, "invalid sub button key size");
     const SUB_BUTTON_URL_SIZE: Self = Self::new(40027, "invalid sub button url size");
     const INVALID_CODE: Self = Self::new(40029, "invalid code");
+    const INVALID_OPENID_LIST_SIZE: Self = Self::new(40032, "invalid openid list size");
+    const TAG_NAME_EXISTS: Self = Self::new(45157, "tag name already exists");
+    const INVALID_TAG_NAME_SIZE: Self = Self::new(45158, "tag name too long");
+    const INVALID_TAG_ID: Self = Self::new(45159, "invalid tag id");
     const SUB_BUTTON_URL_DOMAIN: Self = Self::new(40054, "invalid sub button url domain");
     const BUTTON_URL_DOMAIN: Self = Self::new(40055, "invalid button url domain");
     const INVALID_REMARK: Self = Self::new(40092, "invalid remark name");
@@ -423,6 +501,46 @@ struct UpdateRemarkRequest {
     remark: String,
 }
 
+/// `GET /cgi-bin/user/get`.
+#[derive(Deserialize)]
+struct UserGetQuery {
+    access_token: Option<String>,
+    next_openid: Option<String>,
+}
+
+/// `POST /cgi-bin/user/info/batchget`.
+#[derive(Deserialize)]
+struct BatchgetRequest {
+    #[serde(default)]
+    user_list: Vec<BatchgetUser>,
+}
+
+#[derive(Deserialize)]
+struct BatchgetUser {
+    #[serde(default)]
+    openid: String,
+}
+
+/// `POST /cgi-bin/tags/create`.
+#[derive(Deserialize)]
+struct TagsCreateRequest {
+    tag: TagsCreateTag,
+}
+
+#[derive(Deserialize)]
+struct TagsCreateTag {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /cgi-bin/tags/members/batchtagging` and `batchblacklist` (no tagid).
+#[derive(Deserialize)]
+struct MembersRequest {
+    #[serde(default)]
+    openid_list: Vec<String>,
+    tagid: Option<i64>,
+}
+
 /// `GET /sns/oauth2/access_token` (snsAccessToken).
 #[derive(Deserialize)]
 struct SnsAccessTokenQuery {
@@ -466,6 +584,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(paths::MENU_GET, get(menu_get))
         .route(paths::UPDATE_REMARK, post(update_remark))
         .route(paths::SNS_ACCESS_TOKEN, get(sns_access_token))
+        .route(paths::USER_GET, get(user_get))
+        .route(paths::USER_INFO_BATCHGET, post(user_info_batchget))
+        .route(paths::TAGS_GET, get(tags_get))
+        .route(paths::TAGS_CREATE, post(tags_create))
+        .route(paths::BATCH_TAGGING, post(batch_tagging))
+        .route(paths::BATCH_BLACKLIST, post(batch_blacklist))
         .route(paths::AUTHORIZE, get(authorize))
         .with_state(shared)
 }
@@ -555,6 +679,165 @@ async fn update_remark(
         .state()
         .remarks
         .insert(request.openid, request.remark);
+    Ok(ok_reply())
+}
+
+async fn user_get(
+    State(shared): SharedState,
+    Query(query): Query<UserGetQuery>,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::USER_GET, b"");
+    shared.injected_failure(paths::USER_GET)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let state = shared.state();
+    let start = match query
+        .next_openid
+        .as_deref()
+        .filter(|openid| !openid.is_empty())
+    {
+        None => 0,
+        Some(openid) => state
+            .follower_index
+            .get(openid)
+            .map(|at| at + 1)
+            .ok_or(WxError::INVALID_OPENID)?,
+    };
+    let page: Vec<&str> = state
+        .followers
+        .iter()
+        .skip(start)
+        .take(USER_GET_PAGE)
+        .map(|follower| follower.openid.as_str())
+        .collect();
+    // As WeChat does: next_openid is the page's last openid, and "" after the end.
+    let next_openid = page.last().copied().unwrap_or("");
+    let mut reply = json!({
+        "total": state.followers.len(),
+        "count": page.len(),
+        "next_openid": next_openid,
+    });
+    if !page.is_empty() {
+        reply["data"] = json!({ "openid": page });
+    }
+    Ok(axum::Json(reply))
+}
+
+async fn user_info_batchget(
+    State(shared): SharedState,
+    Query(query): Query<AccessTokenQuery>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::USER_INFO_BATCHGET, &body);
+    shared.injected_failure(paths::USER_INFO_BATCHGET)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let request: BatchgetRequest = parse_body(&body)?;
+    if request.user_list.is_empty() || request.user_list.len() > BATCHGET_MAX {
+        return Err(WxError::INVALID_OPENID_LIST_SIZE);
+    }
+    let state = shared.state();
+    let mut infos = Vec::with_capacity(request.user_list.len());
+    for user in &request.user_list {
+        if user.openid.is_empty() {
+            return Err(WxError::INVALID_OPENID);
+        }
+        let info = match state.follower_index.get(&user.openid) {
+            Some(&at) => {
+                let follower = &state.followers[at];
+                json!({
+                    "subscribe": 1,
+                    "openid": follower.openid,
+                    "language": "zh_CN",
+                    "subscribe_time": follower.subscribe_time.timestamp(),
+                    "remark": follower.remark,
+                    "groupid": 0,
+                    "tagid_list": [],
+                    "subscribe_scene": "ADD_SCENE_QR_CODE",
+                })
+            }
+            None => json!({ "subscribe": 0, "openid": user.openid }),
+        };
+        infos.push(info);
+    }
+    Ok(axum::Json(json!({ "user_info_list": infos })))
+}
+
+async fn tags_get(
+    State(shared): SharedState,
+    Query(query): Query<AccessTokenQuery>,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::TAGS_GET, b"");
+    shared.injected_failure(paths::TAGS_GET)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let state = shared.state();
+    let tags: Vec<Value> = state
+        .tags
+        .iter()
+        .map(|(id, name)| {
+            let count: usize = state
+                .tag_batches
+                .iter()
+                .filter(|(tag, _)| tag == id)
+                .map(|(_, openids)| openids.len())
+                .sum();
+            json!({ "id": id, "name": name, "count": count })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "tags": tags })))
+}
+
+async fn tags_create(
+    State(shared): SharedState,
+    Query(query): Query<AccessTokenQuery>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::TAGS_CREATE, &body);
+    shared.injected_failure(paths::TAGS_CREATE)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let request: TagsCreateRequest = parse_body(&body)?;
+    let name = request.tag.name;
+    if name.is_empty() || name.len() > TAG_NAME_MAX_BYTES {
+        return Err(WxError::INVALID_TAG_NAME_SIZE);
+    }
+    let mut state = shared.state();
+    if state.tags.iter().any(|(_, existing)| *existing == name) {
+        return Err(WxError::TAG_NAME_EXISTS);
+    }
+    let id = FIRST_TAG_ID + state.tags.len() as i64;
+    state.tags.push((id, name.clone()));
+    Ok(axum::Json(json!({ "tag": { "id": id, "name": name } })))
+}
+
+async fn batch_tagging(
+    State(shared): SharedState,
+    Query(query): Query<AccessTokenQuery>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::BATCH_TAGGING, &body);
+    shared.injected_failure(paths::BATCH_TAGGING)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let request: MembersRequest = parse_body(&body)?;
+    let mut state = shared.state();
+    let tag_id = request
+        .tagid
+        .filter(|id| state.tags.iter().any(|(tag, _)| tag == id))
+        .ok_or(WxError::INVALID_TAG_ID)?;
+    state.check_members(&request.openid_list, BATCH_TAGGING_MAX)?;
+    state.tag_batches.push((tag_id, request.openid_list));
+    Ok(ok_reply())
+}
+
+async fn batch_blacklist(
+    State(shared): SharedState,
+    Query(query): Query<AccessTokenQuery>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, WxError> {
+    shared.record(paths::BATCH_BLACKLIST, &body);
+    shared.injected_failure(paths::BATCH_BLACKLIST)?;
+    shared.check_access_token(query.access_token.as_deref())?;
+    let request: MembersRequest = parse_body(&body)?;
+    let mut state = shared.state();
+    state.check_members(&request.openid_list, BATCH_BLACKLIST_MAX)?;
+    state.blacklist_batches.push(request.openid_list);
     Ok(ok_reply())
 }
 
@@ -1098,6 +1381,156 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    fn followers(count: usize) -> Vec<SandboxFollower> {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        (0..count)
+            .map(|i| SandboxFollower {
+                openid: format!("o{i}"),
+                subscribe_time: at,
+                remark: format!("r{i}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn user_get_pages_ten_thousand_at_a_time() {
+        let probe = Probe::start().await;
+        probe.sandbox.add_followers(followers(23_456));
+        let token = probe.token().await;
+        let mut next = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let query = [("access_token", token.as_str()), ("next_openid", &next)];
+            let reply = probe.get(paths::USER_GET, &query).await;
+            assert_eq!(reply["total"], 23_456);
+            let count = reply["count"].as_u64().unwrap();
+            if count == 0 {
+                assert_eq!(reply["next_openid"], "");
+                assert!(reply.get("data").is_none());
+                break;
+            }
+            assert!(count <= 10_000);
+            let page = reply["data"]["openid"].as_array().unwrap();
+            assert_eq!(page.len() as u64, count);
+            seen.extend(
+                page.iter()
+                    .map(|openid| openid.as_str().unwrap().to_owned()),
+            );
+            next = reply["next_openid"].as_str().unwrap().to_owned();
+            assert_eq!(seen.last(), Some(&next));
+        }
+        assert_eq!(seen.len(), 23_456);
+        assert_eq!(seen[12_345], "o12345");
+        assert_eq!(probe.sandbox.calls_to(paths::USER_GET), 4);
+        let query = [("access_token", token.as_str()), ("next_openid", "nobody")];
+        assert_eq!(probe.get(paths::USER_GET, &query).await["errcode"], 40003);
+    }
+
+    #[tokio::test]
+    async fn batchget_reads_remarks_and_refuses_over_100() {
+        let probe = Probe::start().await;
+        probe.sandbox.add_followers(followers(150));
+        let token = probe.token().await;
+        let query = [("access_token", token.as_str())];
+        let list = |range: std::ops::Range<usize>| {
+            let users: Vec<Value> = range.map(|i| json!({"openid": format!("o{i}")})).collect();
+            json!({ "user_list": users })
+        };
+        let reply = probe
+            .post(paths::USER_INFO_BATCHGET, &query, &list(0..100))
+            .await;
+        let infos = reply["user_info_list"].as_array().unwrap();
+        assert_eq!(infos.len(), 100);
+        assert_eq!(infos[7]["remark"], "r7");
+        assert_eq!(infos[7]["subscribe"], 1);
+        assert_eq!(infos[7]["subscribe_time"], 1_700_000_000);
+        let reply = probe
+            .post(paths::USER_INFO_BATCHGET, &query, &list(0..101))
+            .await;
+        assert_eq!(reply["errcode"], 40032);
+        let reply = probe
+            .post(paths::USER_INFO_BATCHGET, &query, &list(149..151))
+            .await;
+        assert_eq!(
+            reply["user_info_list"][1],
+            json!({"subscribe": 0, "openid": "o150"})
+        );
+    }
+
+    #[tokio::test]
+    async fn tags_and_blacklist_are_recorded_within_wechats_limits() {
+        let probe = Probe::start().await;
+        probe.sandbox.add_followers(followers(100));
+        let token = probe.token().await;
+        let query = [("access_token", token.as_str())];
+        let reply = probe
+            .post(
+                paths::TAGS_CREATE,
+                &query,
+                &json!({"tag": {"name": "待清理"}}),
+            )
+            .await;
+        let id = reply["tag"]["id"].as_i64().unwrap();
+        let again = probe
+            .post(
+                paths::TAGS_CREATE,
+                &query,
+                &json!({"tag": {"name": "待清理"}}),
+            )
+            .await;
+        assert_eq!(again["errcode"], 45157);
+        let openids = |n: usize| (0..n).map(|i| format!("o{i}")).collect::<Vec<_>>();
+        let tagging = |n: usize, tagid: i64| json!({"openid_list": openids(n), "tagid": tagid});
+        assert_eq!(
+            probe
+                .post(paths::BATCH_TAGGING, &query, &tagging(51, id))
+                .await["errcode"],
+            40032
+        );
+        assert_eq!(
+            probe
+                .post(paths::BATCH_TAGGING, &query, &tagging(5, 999))
+                .await["errcode"],
+            45159
+        );
+        assert_eq!(
+            probe
+                .post(paths::BATCH_TAGGING, &query, &tagging(50, id))
+                .await["errcode"],
+            0
+        );
+        let blacklist = |n: usize| json!({"openid_list": openids(n)});
+        assert_eq!(
+            probe
+                .post(paths::BATCH_BLACKLIST, &query, &blacklist(21))
+                .await["errcode"],
+            40032
+        );
+        assert_eq!(
+            probe
+                .post(paths::BATCH_BLACKLIST, &query, &blacklist(0))
+                .await["errcode"],
+            40032
+        );
+        assert_eq!(
+            probe
+                .post(paths::BATCH_BLACKLIST, &query, &blacklist(20))
+                .await["errcode"],
+            0
+        );
+        let unknown = json!({"openid_list": ["stranger"]});
+        assert_eq!(
+            probe.post(paths::BATCH_BLACKLIST, &query, &unknown).await["errcode"],
+            40003
+        );
+
+        assert_eq!(probe.sandbox.tags(), [(id, "待清理".to_owned())]);
+        assert_eq!(probe.sandbox.tag_batches(), [(id, openids(50))]);
+        assert_eq!(probe.sandbox.blacklist_batches(), [openids(20)]);
+        let tags = probe.get(paths::TAGS_GET, &query).await;
+        assert_eq!(tags["tags"][0]["count"], 50);
     }
 
     #[tokio::test]

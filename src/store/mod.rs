@@ -11,6 +11,7 @@
 mod accounts;
 mod entities;
 mod fees;
+mod follower_check;
 mod followers;
 mod import;
 mod orders;
@@ -34,6 +35,7 @@ pub use self::entities::{
     PaymentChannel,
 };
 pub use self::fees::FeeItemRecord;
+pub use self::follower_check::RemarkStudent;
 pub use self::followers::FollowerRecord;
 pub use self::import::ImportFailure;
 pub use self::orders::{

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -27,6 +28,19 @@ const MENU_CREATE: &str = "cgi-bin/menu/create";
 const MENU_GET: &str = "cgi-bin/menu/get";
 const UPDATE_REMARK: &str = "cgi-bin/user/info/updateremark";
 const SNS_ACCESS_TOKEN: &str = "sns/oauth2/access_token";
+const USER_GET: &str = "cgi-bin/user/get";
+const USER_INFO_BATCHGET: &str = "cgi-bin/user/info/batchget";
+const TAGS_GET: &str = "cgi-bin/tags/get";
+const TAGS_CREATE: &str = "cgi-bin/tags/create";
+const BATCH_TAGGING: &str = "cgi-bin/tags/members/batchtagging";
+const BATCH_BLACKLIST: &str = "cgi-bin/tags/members/batchblacklist";
+
+/// user/info/batchget reads at most this many followers a call.
+pub const BATCHGET_MAX: usize = 100;
+/// tags/members/batchtagging tags at most this many followers a call.
+pub const BATCH_TAGGING_MAX: usize = 50;
+/// tags/members/batchblacklist blacklists at most this many followers a call.
+pub const BATCH_BLACKLIST_MAX: usize = 20;
 
 pub struct ApiClientConfig {
     pub appid: String,
@@ -59,6 +73,13 @@ pub enum ApiError {
     Cache(#[from] CacheError),
     #[error("another caller is fetching the access token and it did not arrive within {waited:?}")]
     TokenBusy { waited: Duration },
+    /// Refused before sending: WeChat would answer 40032.
+    #[error("{api} takes at most {limit} openids a call, not {given}")]
+    TooMany {
+        api: &'static str,
+        limit: usize,
+        given: usize,
+    },
     #[error("the WeChat API base {base} cannot hold API paths")]
     InvalidApiBase { base: Url },
 }
@@ -81,6 +102,37 @@ pub struct OauthIdentity {
     /// A "snapshot page" virtual user (朋友圈快照页): not a real person, so it must
     /// not pay or bind.
     pub is_snapshot_user: bool,
+}
+
+/// One page of `user/get`: up to 10,000 openids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    /// All followers of the account.
+    pub total: u64,
+    /// Openids on this page.
+    pub count: u64,
+    pub openids: Vec<String>,
+    /// Where the next page starts; `None` when WeChat sent none (or an empty one).
+    pub next_openid: Option<String>,
+}
+
+/// What `user/info/batchget` says of one follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub openid: String,
+    /// False when the user no longer follows; WeChat then sends nothing else.
+    pub subscribe: bool,
+    pub subscribe_time: Option<DateTime<Utc>>,
+    pub remark: String,
+}
+
+/// A user tag of the account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Tag {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub count: u64,
 }
 
 #[derive(Clone)]
@@ -161,6 +213,167 @@ impl ApiClient {
         Ok(())
     }
 
+    /// One page of the account's followers, starting after `next_openid` (from the
+    /// start when `None`).
+    #[tracing::instrument(skip_all)]
+    pub async fn user_get(&self, next_openid: Option<&str>) -> Result<UserPage, ApiError> {
+        #[derive(Deserialize)]
+        struct UserGetReply {
+            #[serde(default)]
+            total: u64,
+            #[serde(default)]
+            count: u64,
+            #[serde(default)]
+            data: Option<UserGetData>,
+            #[serde(default)]
+            next_openid: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct UserGetData {
+            #[serde(default)]
+            openid: Vec<String>,
+        }
+        let query: Vec<(&str, &str)> = next_openid
+            .map(|openid| vec![("next_openid", openid)])
+            .unwrap_or_default();
+        let reply: UserGetReply = self
+            .call_with_query(Method::GET, USER_GET, &query, None::<&()>)
+            .await?;
+        Ok(UserPage {
+            total: reply.total,
+            count: reply.count,
+            openids: reply.data.map(|data| data.openid).unwrap_or_default(),
+            next_openid: reply.next_openid.filter(|openid| !openid.is_empty()),
+        })
+    }
+
+    /// Subscription and remark of up to [`BATCHGET_MAX`] followers; more are refused
+    /// before sending.
+    #[tracing::instrument(skip_all, fields(count = openids.len()))]
+    pub async fn user_info_batchget(&self, openids: &[&str]) -> Result<Vec<UserInfo>, ApiError> {
+        #[derive(Serialize)]
+        struct BatchgetRequest<'a> {
+            user_list: Vec<BatchgetUser<'a>>,
+        }
+        #[derive(Serialize)]
+        struct BatchgetUser<'a> {
+            openid: &'a str,
+            lang: &'static str,
+        }
+        #[derive(Deserialize)]
+        struct BatchgetReply {
+            #[serde(default)]
+            user_info_list: Vec<WireUserInfo>,
+        }
+        #[derive(Deserialize)]
+        struct WireUserInfo {
+            openid: String,
+            #[serde(default)]
+            subscribe: i64,
+            #[serde(default)]
+            subscribe_time: Option<i64>,
+            #[serde(default)]
+            remark: String,
+        }
+        check_size(USER_INFO_BATCHGET, BATCHGET_MAX, openids.len())?;
+        if openids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = BatchgetRequest {
+            user_list: openids
+                .iter()
+                .map(|openid| BatchgetUser {
+                    openid,
+                    lang: "zh_CN",
+                })
+                .collect(),
+        };
+        let reply: BatchgetReply = self
+            .call(Method::POST, USER_INFO_BATCHGET, Some(&body))
+            .await?;
+        Ok(reply
+            .user_info_list
+            .into_iter()
+            .map(|info| UserInfo {
+                openid: info.openid,
+                subscribe: info.subscribe == 1,
+                subscribe_time: info
+                    .subscribe_time
+                    .and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
+                remark: info.remark,
+            })
+            .collect())
+    }
+
+    /// The account's tags.
+    #[tracing::instrument(skip_all)]
+    pub async fn tags_get(&self) -> Result<Vec<Tag>, ApiError> {
+        #[derive(Deserialize)]
+        struct TagsReply {
+            #[serde(default)]
+            tags: Vec<Tag>,
+        }
+        let reply: TagsReply = self.call(Method::GET, TAGS_GET, None::<&()>).await?;
+        Ok(reply.tags)
+    }
+
+    /// Creates a tag; WeChat refuses a name it already has (45157).
+    #[tracing::instrument(skip(self))]
+    pub async fn tags_create(&self, name: &str) -> Result<Tag, ApiError> {
+        #[derive(Serialize)]
+        struct CreateRequest<'a> {
+            tag: CreateTag<'a>,
+        }
+        #[derive(Serialize)]
+        struct CreateTag<'a> {
+            name: &'a str,
+        }
+        #[derive(Deserialize)]
+        struct CreateReply {
+            tag: Tag,
+        }
+        let body = CreateRequest {
+            tag: CreateTag { name },
+        };
+        let reply: CreateReply = self.call(Method::POST, TAGS_CREATE, Some(&body)).await?;
+        Ok(reply.tag)
+    }
+
+    /// Tags up to [`BATCH_TAGGING_MAX`] followers; more are refused before sending.
+    #[tracing::instrument(skip(self, openids), fields(count = openids.len()))]
+    pub async fn batch_tagging(&self, tag_id: i64, openids: &[&str]) -> Result<(), ApiError> {
+        #[derive(Serialize)]
+        struct TaggingRequest<'a> {
+            openid_list: &'a [&'a str],
+            tagid: i64,
+        }
+        check_size(BATCH_TAGGING, BATCH_TAGGING_MAX, openids.len())?;
+        let body = TaggingRequest {
+            openid_list: openids,
+            tagid: tag_id,
+        };
+        let _: IgnoredAny = self.call(Method::POST, BATCH_TAGGING, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Blacklists up to [`BATCH_BLACKLIST_MAX`] followers; more are refused before
+    /// sending.
+    #[tracing::instrument(skip_all, fields(count = openids.len()))]
+    pub async fn batch_blacklist(&self, openids: &[&str]) -> Result<(), ApiError> {
+        #[derive(Serialize)]
+        struct BlacklistRequest<'a> {
+            openid_list: &'a [&'a str],
+        }
+        check_size(BATCH_BLACKLIST, BATCH_BLACKLIST_MAX, openids.len())?;
+        let body = BlacklistRequest {
+            openid_list: openids,
+        };
+        let _: IgnoredAny = self
+            .call(Method::POST, BATCH_BLACKLIST, Some(&body))
+            .await?;
+        Ok(())
+    }
+
     /// Exchanges the `code` of an OAuth redirect for the user's openid. A code works
     /// once, within 5 minutes: 40163 (used) or 40029 (invalid) mean "authorize again".
     #[tracing::instrument(skip_all)]
@@ -208,7 +421,25 @@ impl ApiClient {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let url = endpoint(&self.inner.api_base, api)?;
+        self.call_with_query(method, api, &[], body).await
+    }
+
+    /// [`ApiClient::call`] with query parameters besides the access token.
+    async fn call_with_query<B, T>(
+        &self,
+        method: Method,
+        api: &'static str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T, ApiError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let mut url = endpoint(&self.inner.api_base, api)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let token = self.inner.tokens.access_token().await?;
         match self.send(&method, api, &url, body, &token).await {
             Err(ApiError::Upstream { errcode, .. }) if TOKEN_REJECTED.contains(&errcode) => {
@@ -273,6 +504,13 @@ pub fn oauth_authorize_url(
         .finish();
     let base = oauth_base.as_str().trim_end_matches('/');
     format!("{base}/connect/oauth2/authorize?{query}#wechat_redirect")
+}
+
+fn check_size(api: &'static str, limit: usize, given: usize) -> Result<(), ApiError> {
+    if given > limit {
+        return Err(ApiError::TooMany { api, limit, given });
+    }
+    Ok(())
 }
 
 /// `api_base` with a trailing `/`, so that joining keeps any path prefix it has.
@@ -417,6 +655,43 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "https://api.weixin.qq.com/cgi-bin/menu/create"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_batches_are_refused_before_sending() {
+        let cache: SharedCache =
+            Arc::new(crate::cache::MemoryCache::new(crate::clock::Clock::system()));
+        // Nothing listens there: a request would fail as Transport, not TooMany.
+        let config = ApiClientConfig {
+            appid: "wx1".into(),
+            secret: "s".to_owned().into(),
+            api_base: Url::parse("http://127.0.0.1:9").unwrap(),
+        };
+        let api = ApiClient::new(config, cache).unwrap();
+        let openids: Vec<String> = (0..101).map(|i| format!("o{i}")).collect();
+        let openids: Vec<&str> = openids.iter().map(String::as_str).collect();
+        let error = api.user_info_batchget(&openids).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ApiError::TooMany {
+                    limit: 100,
+                    given: 101,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let error = api.batch_tagging(100, &openids[..51]).await.unwrap_err();
+        assert!(
+            matches!(error, ApiError::TooMany { limit: 50, .. }),
+            "{error:?}"
+        );
+        let error = api.batch_blacklist(&openids[..21]).await.unwrap_err();
+        assert!(
+            matches!(error, ApiError::TooMany { limit: 20, .. }),
+            "{error:?}"
         );
     }
 

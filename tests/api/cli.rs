@@ -119,3 +119,48 @@ fn migrate_applies_the_schema_to_an_empty_database() {
     assert!(again.status.success(), "{}", stderr(&again));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn followers_cleanup_prints_the_report_and_a_dry_run_changes_nothing() {
+    use campus_pay::sandbox::wechat_api::{SandboxFollower, paths};
+    let app = spawn_app().await;
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(30);
+    app.sandbox.add_followers(
+        (0..60)
+            .map(|i| SandboxFollower {
+                openid: format!("o_cli_{i}"),
+                subscribe_time: old,
+                remark: "张三".into(),
+            })
+            .collect(),
+    );
+    let base = app.sandbox.base_url().to_string();
+    let dir = std::env::temp_dir().join(format!("cp-followers-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/cli.db?mode=rwc", dir.display());
+    let run = move |args: &'static [&'static str]| {
+        let env = [
+            ("CAMPUSPAY_DATABASE_URL", url.as_str()),
+            ("CAMPUSPAY_WECHAT_APPID", crate::support::APPID),
+            ("CAMPUSPAY_WECHAT_SECRET", crate::support::SECRET),
+            ("CAMPUSPAY_WECHAT_TOKEN", crate::support::TOKEN),
+            ("CAMPUSPAY_WECHAT_API_BASE", base.as_str()),
+            ("CAMPUSPAY_CLEANUP_ACTION", "tag"),
+        ];
+        campus_pay(args, &env)
+    };
+    let output = tokio::task::spawn_blocking(move || run(&["followers", "cleanup", "--dry-run"]))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("试运行"), "{stdout}");
+    assert!(stdout.contains("不合规 60"), "{stdout}");
+    assert!(stdout.contains("微信没有移除关注者的接口"), "{stdout}");
+    assert!(
+        stdout.contains("o_cli_49") && !stdout.contains("o_cli_50"),
+        "{stdout}"
+    );
+    assert_eq!(app.sandbox.calls_to(paths::BATCH_TAGGING), 0);
+    assert!(app.sandbox.tags().is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -2,6 +2,7 @@
 
 mod channels;
 mod cli;
+mod followers;
 mod import;
 mod payments;
 mod students;

@@ -94,19 +94,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => (Arc::new(fresh_store().await), fresh_cache(&clock).await),
     };
     let api_base = sandbox.base_url().to_string();
-    let (listen, public_url) = if options.public_url_is_self {
-        // The port must be known before the config: take a free one and let it go.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        (
-            format!("127.0.0.1:{port}"),
-            format!("http://127.0.0.1:{port}"),
-        )
-    } else {
-        ("127.0.0.1:0".to_owned(), PUBLIC_URL.to_owned())
-    };
     let pay = WechatPaySandbox::spawn(merchant::sandbox_merchant(APPID), clock.clone())
         .await
         .expect("the WeChat Pay sandbox starts");
@@ -127,31 +114,34 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     pay_settings.extend(
         merchant::abc_settings(abc.gateway_url().as_str(), &key_dir).expect("ABC keys written"),
     );
-    let mut pairs = vec![
-        ("CAMPUSPAY_LISTEN", listen.as_str()),
-        ("CAMPUSPAY_PUBLIC_URL", public_url.as_str()),
-        ("CAMPUSPAY_WECHAT_APPID", APPID),
-        ("CAMPUSPAY_WECHAT_SECRET", SECRET),
-        ("CAMPUSPAY_WECHAT_TOKEN", TOKEN),
-        ("CAMPUSPAY_WECHAT_API_BASE", api_base.as_str()),
-        ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base.as_str()),
-    ];
-    if options.aes_key {
-        pairs.push(("CAMPUSPAY_WECHAT_AES_KEY", AES_KEY));
-    }
-    pairs.extend(
-        pay_settings
-            .iter()
-            .map(|(name, value)| (*name, value.as_str())),
-    );
-    let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
     let services = Services {
         store: (*store).clone(),
         cache,
         clock: clock.clone(),
         background: Background::new(),
     };
-    let app = App::build(config, services).await.expect("the app builds");
+    // A port picked free may be taken by another test before the app binds it: pick
+    // again (only the app's own public URL needs the port in advance).
+    let mut attempts = 0;
+    let app = loop {
+        attempts += 1;
+        let (listen, public_url) = listen_and_public_url(options.public_url_is_self);
+        let pairs = config_pairs(
+            &listen,
+            &public_url,
+            &api_base,
+            options.aes_key,
+            &pay_settings,
+        );
+        let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
+        match App::build(config, services.clone()).await {
+            Ok(app) => break app,
+            Err(error) if attempts < 5 && options.public_url_is_self => {
+                eprintln!("port race ({error:#}); picking another port");
+            }
+            Err(error) => panic!("the app builds: {error:#}"),
+        }
+    };
     let address = app.local_addr().expect("bound");
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -175,6 +165,48 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         clock,
         store,
     }
+}
+
+fn listen_and_public_url(public_url_is_self: bool) -> (String, String) {
+    if !public_url_is_self {
+        return ("127.0.0.1:0".to_owned(), PUBLIC_URL.to_owned());
+    }
+    // The port must be known before the config: take a free one and let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    (
+        format!("127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+fn config_pairs<'a>(
+    listen: &'a str,
+    public_url: &'a str,
+    api_base: &'a str,
+    aes_key: bool,
+    pay_settings: &'a [(&'static str, String)],
+) -> Vec<(&'static str, &'a str)> {
+    let mut pairs = vec![
+        ("CAMPUSPAY_LISTEN", listen),
+        ("CAMPUSPAY_PUBLIC_URL", public_url),
+        ("CAMPUSPAY_WECHAT_APPID", APPID),
+        ("CAMPUSPAY_WECHAT_SECRET", SECRET),
+        ("CAMPUSPAY_WECHAT_TOKEN", TOKEN),
+        ("CAMPUSPAY_WECHAT_API_BASE", api_base),
+        ("CAMPUSPAY_WECHAT_OAUTH_BASE", api_base),
+    ];
+    if aes_key {
+        pairs.push(("CAMPUSPAY_WECHAT_AES_KEY", AES_KEY));
+    }
+    pairs.extend(
+        pay_settings
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
+    pairs
 }
 
 pub struct WebhookResponse {
