@@ -57,10 +57,27 @@ enum Command {
         #[command(subcommand)]
         what: ImportWhat,
     },
+    /// The finance office's console accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// The official account's followers.
     Followers {
         #[command(subcommand)]
         action: FollowersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an admin. The password comes from CAMPUSPAY_ADMIN_PASSWORD, or is read
+    /// from standard input.
+    Add {
+        username: String,
+        /// `finance` (everything) or `viewer` (read-only).
+        #[arg(long, default_value = "finance")]
+        role: String,
     },
 }
 
@@ -135,6 +152,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Followers {
             action: FollowersAction::Cleanup { dry_run },
         } => followers_cleanup(dry_run).await,
+        Command::Admin {
+            action: AdminAction::Add { username, role },
+        } => add_admin(&username, &role).await,
     }
 }
 
@@ -147,6 +167,55 @@ async fn serve(migrate: bool) -> anyhow::Result<()> {
     let app = App::build(config, services).await?;
     tracing::info!("campus-pay listening on http://{}", app.local_addr()?);
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// `admin add USERNAME`: argon2id like the students' passwords, never printed.
+async fn add_admin(username: &str, role: &str) -> anyhow::Result<()> {
+    let role = match role {
+        "finance" => crate::store::AdminRole::Finance,
+        "viewer" => crate::store::AdminRole::Viewer,
+        other => anyhow::bail!("--role: {other:?} is neither finance nor viewer"),
+    };
+    let valid_name = (3..=32).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid_name {
+        anyhow::bail!("USERNAME: 3 to 32 letters, digits, '_', '.' or '-'");
+    }
+    let password = match std::env::var("CAMPUSPAY_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("password for {username} (input is shown; prefer CAMPUSPAY_ADMIN_PASSWORD):");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let strong = password.chars().count() >= 10
+        && password.chars().any(|c| c.is_ascii_alphabetic())
+        && password.chars().any(|c| c.is_ascii_digit());
+    if !strong {
+        anyhow::bail!("CAMPUSPAY_ADMIN_PASSWORD: at least 10 characters, with letters and digits");
+    }
+    let hash =
+        tokio::task::spawn_blocking(move || crate::domain::password::hash_password(&password))
+            .await
+            .context("password hashing stopped")?
+            .map_err(|error| anyhow::anyhow!("cannot hash the password: {error}"))?;
+    let config = Config::from_env()?;
+    let store = open_migrated_store(&config).await?;
+    if !store
+        .create_admin(username, &hash, role, chrono::Utc::now())
+        .await
+        .context("cannot create the admin")?
+    {
+        anyhow::bail!("USERNAME: {username} already exists");
+    }
+    println!("admin {username} created");
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {

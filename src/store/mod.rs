@@ -9,6 +9,7 @@
 //! single-instance default, PostgreSQL in production and CI.
 
 mod accounts;
+mod admins;
 mod entities;
 mod fees;
 mod follower_check;

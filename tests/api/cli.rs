@@ -164,3 +164,39 @@ async fn followers_cleanup_prints_the_report_and_a_dry_run_changes_nothing() {
     assert!(app.sandbox.tags().is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn admin_add_creates_an_admin_once_and_refuses_weak_passwords() {
+    let dir = std::env::temp_dir().join(format!("cp-admin-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/admins.db?mode=rwc", dir.display());
+    let password = "Jicaichu2026";
+    let env = [
+        ("CAMPUSPAY_DATABASE_URL", url.as_str()),
+        ("CAMPUSPAY_ADMIN_PASSWORD", password),
+    ];
+    let created = campus_pay(&["admin", "add", "caiwu01"], &env);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let printed = String::from_utf8_lossy(&created.stdout).into_owned() + &stderr(&created);
+    assert!(
+        printed.contains("caiwu01") && !printed.contains(password),
+        "{printed}"
+    );
+
+    let again = campus_pay(&["admin", "add", "caiwu01"], &env);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already exists"));
+
+    let weak = campus_pay(
+        &["admin", "add", "viewer01", "--role", "viewer"],
+        &[
+            ("CAMPUSPAY_DATABASE_URL", url.as_str()),
+            ("CAMPUSPAY_ADMIN_PASSWORD", "short"),
+        ],
+    );
+    assert!(!weak.status.success());
+    assert_eq!(stderr(&weak).lines().count(), 1, "{}", stderr(&weak));
+    assert!(!stderr(&weak).contains("short"));
+    let bad_role = campus_pay(&["admin", "add", "viewer01", "--role", "boss"], &env);
+    assert!(stderr(&bad_role).contains("--role"));
+    std::fs::remove_dir_all(dir).ok();
+}
