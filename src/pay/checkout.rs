@@ -13,8 +13,8 @@ use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid
 use crate::clock::Clock;
 use crate::domain::order::{OutTradeNo, expiry, order_description};
 use crate::store::{
-    ApplyOutcome, FeeItemStatus, NewOrder, OrderRecord, OrderStatus, PaymentChannel, PaymentReport,
-    Store, StoreError, TakeOutcome,
+    ApplyOutcome, NewOrder, OrderRecord, OrderStatus, PaymentChannel, PaymentReport, Store,
+    StoreError, TakeOutcome,
 };
 
 /// Closing orders in the way of a new one is retried this often before giving up.
@@ -75,6 +75,9 @@ pub enum CheckoutError {
     Store(#[from] StoreError),
     #[error("orders holding the items could not be closed at the channel")]
     StillHeld,
+    /// A payment report for an order number we never made.
+    #[error("no order of ours has that number")]
+    UnknownOrder,
 }
 
 /// What the store made of a channel's report.
@@ -219,13 +222,9 @@ impl Checkout {
         if order.created_at > recently {
             return Ok(Settled::Open(order.clone()));
         }
-        let due = self
-            .store
-            .open_orders_to_query(self.clock.now(), recently, 1_000)
-            .await?
-            .into_iter()
-            .any(|due| due.id == order.id);
-        if !due {
+        // Judged from the order in hand: the waiting pages poll this every two seconds.
+        let asked_recently = order.last_queried_at.is_some_and(|asked| asked > recently);
+        if asked_recently {
             return Ok(Settled::Open(order.clone()));
         }
         self.refresh_now(order).await
@@ -283,11 +282,7 @@ impl Checkout {
                 tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
                 (Settled::Exception(order), true)
             }
-            ApplyOutcome::UnknownOrder => {
-                return Err(
-                    StoreError::Inconsistent("a payment for an order we do not have").into(),
-                );
-            }
+            ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
         })
     }
 
@@ -346,6 +341,18 @@ impl Checkout {
     }
 }
 
+impl Settled {
+    /// The order, whatever became of it.
+    pub fn order(&self) -> &OrderRecord {
+        match self {
+            Settled::Paid(order)
+            | Settled::Open(order)
+            | Settled::Closed(order)
+            | Settled::Exception(order) => order,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
     pub closed: usize,
@@ -366,9 +373,4 @@ fn settled_from_record(order: OrderRecord) -> Settled {
 
 fn new_out_trade_no(now: DateTime<Utc>) -> OutTradeNo {
     OutTradeNo::generate(now, &rand::rng().random())
-}
-
-/// Whether an item is one a student may tick now.
-pub fn payable(status: FeeItemStatus) -> bool {
-    status == FeeItemStatus::Unpaid
 }

@@ -37,6 +37,8 @@ pub struct OrderRecord {
     pub paid_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// When the channel was last asked about it (the query job, a waiting page).
+    pub last_queried_at: Option<DateTime<Utc>>,
     pub exception: Option<String>,
 }
 
@@ -56,6 +58,7 @@ impl From<orders::Model> for OrderRecord {
             paid_at: row.paid_at,
             closed_at: row.closed_at,
             created_at: row.created_at,
+            last_queried_at: row.last_queried_at,
             exception: row.exception,
         }
     }
@@ -131,6 +134,8 @@ pub enum ApplyOutcome {
 pub struct ReceivedNotification<'a> {
     pub channel: NotificationChannel,
     pub out_trade_no: Option<&'a str>,
+    /// The order it matched, when the caller already knows it.
+    pub order_id: Option<i64>,
     pub headers: &'a str,
     pub raw_body: &'a str,
     pub verdict: NotificationVerdict,
@@ -311,14 +316,10 @@ impl Store {
         &self,
         notification: &ReceivedNotification<'_>,
     ) -> Result<(), StoreError> {
-        let order_id = match notification.out_trade_no {
-            Some(number) => self.find_order(number).await?.map(|order| order.id),
-            None => None,
-        };
         payment_notifications::ActiveModel {
             channel: Set(notification.channel),
             out_trade_no: Set(notification.out_trade_no.map(str::to_owned)),
-            order_id: Set(order_id),
+            order_id: Set(notification.order_id),
             received_at: Set(notification.received_at),
             headers: Set(notification.headers.to_owned()),
             raw_body: Set(notification.raw_body.to_owned()),

@@ -15,7 +15,7 @@ use axum::routing::post;
 
 use super::AppState;
 use crate::pay::ChannelPayment;
-use crate::pay::checkout::Settled;
+use crate::pay::checkout::{CheckoutError, Settled};
 use crate::store::{NotificationChannel, NotificationVerdict, ReceivedNotification};
 
 /// The channels' notifications are a few KiB at most.
@@ -58,7 +58,7 @@ async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             Err(refused) => {
                 let status =
                     StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, refused.label(), status).await
+                refuse(&state, &received, None, None, refused.label(), status).await
             }
             Ok(notice) => {
                 let transaction = &notice.transaction;
@@ -100,6 +100,7 @@ async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                     &state,
                     &received,
                     None,
+                    None,
                     NotificationVerdict::Duplicate,
                     Some(refused.label()),
                 )
@@ -109,7 +110,7 @@ async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             Err(refused) => {
                 let status =
                     StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, refused.label(), status).await
+                refuse(&state, &received, None, None, refused.label(), status).await
             }
             Ok(notice) => {
                 let payment = ChannelPayment {
@@ -142,7 +143,7 @@ async fn abc(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             Err(refused) => {
                 let status =
                     StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, refused.label(), status).await
+                refuse(&state, &received, None, None, refused.label(), status).await
             }
             Ok(notice) => {
                 let payment = ChannelPayment {
@@ -172,53 +173,57 @@ async fn apply_verified(
     out_trade_no: &str,
     payment: &ChannelPayment,
 ) -> Outcome {
-    match state.store.find_order(out_trade_no).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return refuse(
-                state,
-                received,
-                Some(out_trade_no),
-                "unknown_order",
-                StatusCode::NOT_FOUND,
-            )
-            .await;
-        }
-        Err(error) => {
-            tracing::error!(
-                ?error,
-                "cannot read orders for a notification; the channel will retry"
-            );
-            return Outcome::Failed;
-        }
-    }
     match state.checkout.apply(out_trade_no, payment).await {
-        Ok((Settled::Paid(_), first_time)) => {
+        Ok((Settled::Paid(order), first_time)) => {
             let verdict = if first_time {
                 NotificationVerdict::Accepted
             } else {
                 NotificationVerdict::Duplicate
             };
-            record(state, received, Some(out_trade_no), verdict, None).await;
-            Outcome::Accepted
-        }
-        Ok((Settled::Exception(order), _)) if order.amount_fen != payment.amount_fen => {
-            refuse(
+            record(
                 state,
                 received,
                 Some(out_trade_no),
+                Some(order.id),
+                verdict,
+                None,
+            )
+            .await;
+            Outcome::Accepted
+        }
+        Ok((Settled::Exception(order), _)) if order.amount_fen != payment.amount_fen => {
+            let (number, id) = (Some(out_trade_no), Some(order.id));
+            refuse(
+                state,
+                received,
+                number,
+                id,
                 "amount",
                 StatusCode::BAD_REQUEST,
             )
             .await
         }
-        Ok(_) => {
+        Err(CheckoutError::UnknownOrder) => {
+            let number = Some(out_trade_no);
+            refuse(
+                state,
+                received,
+                number,
+                None,
+                "unknown_order",
+                StatusCode::NOT_FOUND,
+            )
+            .await
+        }
+        Ok((settled, _)) => {
             // Real money the office must see (paid after close, a second payment): it is
             // recorded on the order, so the channel may stop sending it.
+            let id = Some(settled.order().id);
             record(
                 state,
                 received,
                 Some(out_trade_no),
+                id,
                 NotificationVerdict::Accepted,
                 Some("exception"),
             )
@@ -236,6 +241,7 @@ async fn refuse(
     state: &AppState,
     received: &Received<'_>,
     out_trade_no: Option<&str>,
+    order_id: Option<i64>,
     label: &'static str,
     status: StatusCode,
 ) -> Outcome {
@@ -245,6 +251,7 @@ async fn refuse(
         state,
         received,
         out_trade_no,
+        order_id,
         NotificationVerdict::Refused,
         Some(label),
     )
@@ -258,6 +265,7 @@ async fn record(
     state: &AppState,
     received: &Received<'_>,
     out_trade_no: Option<&str>,
+    order_id: Option<i64>,
     verdict: NotificationVerdict,
     reason: Option<&str>,
 ) {
@@ -272,6 +280,7 @@ async fn record(
     let notification = ReceivedNotification {
         channel: received.channel,
         out_trade_no,
+        order_id,
         headers: &headers_text,
         raw_body: &String::from_utf8_lossy(received.body),
         verdict,

@@ -7,40 +7,14 @@ use std::time::Duration;
 
 use campus_pay::jobs::orders::sweep_once;
 use campus_pay::sandbox::abc::Tamper as AbcTamper;
-use campus_pay::sandbox::alipay::{AlipayTamper, SandboxTradeStatus};
+use campus_pay::sandbox::alipay::{AlipayTamper, SandboxTradeStatus, methods};
 use campus_pay::store::{FeeItemStatus, NotificationVerdict, OrderStatus};
 use reqwest::StatusCode;
 
+use crate::support::TestApp;
 use crate::support::browser::{Browser, element_text};
 use crate::support::seed::ZHANG_SAN;
-use crate::support::{Options, TestApp, spawn_app_with};
-
-async fn paying_app() -> TestApp {
-    let app = spawn_app_with(Options {
-        public_url_is_self: true,
-        ..Options::default()
-    })
-    .await;
-    app.seed_students_and_fees().await;
-    app
-}
-
-async fn item_statuses(app: &TestApp) -> Vec<FeeItemStatus> {
-    let student = app
-        .state
-        .store
-        .find_student_by_id_card(ZHANG_SAN)
-        .await
-        .expect("query")
-        .expect("exists");
-    let items = app
-        .state
-        .store
-        .fee_items_of(student.id)
-        .await
-        .expect("items");
-    items.iter().map(|item| item.status).collect()
-}
+use crate::support::seed::{item_statuses, paying_app};
 
 /// Posts the fee list's ticked items to `path` (a channel's button).
 async fn pay_with(browser: &mut Browser<'_>, path: &str) -> crate::support::browser::Page {
@@ -163,6 +137,15 @@ async fn alipay_lost_notification_is_found_and_expiry_closes_the_trade() {
         .expect("lock");
     assert_eq!(report.closed, 1, "{report:?}");
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Unpaid; 3]);
+    assert_eq!(
+        app.alipay.calls_to(methods::CLOSE),
+        1,
+        "closed at Alipay first"
+    );
+    assert!(
+        app.alipay.pay(&first).await.is_err(),
+        "a closed code cannot be paid"
+    );
     if let Some(trade) = app.alipay.transaction(&first) {
         assert_ne!(trade.status, SandboxTradeStatus::TradeSuccess);
     }

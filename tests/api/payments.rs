@@ -12,38 +12,12 @@ use campus_pay::sandbox::wechat_pay::{Notification, Tamper, TradeState as Sandbo
 use campus_pay::store::{FeeItemStatus, NotificationVerdict, OrderStatus};
 use reqwest::StatusCode;
 
+use crate::support::TestApp;
 use crate::support::browser::{Browser, Page, element_text};
 use crate::support::seed::ZHANG_SAN;
-use crate::support::{Options, TestApp, spawn_app_with};
+use crate::support::seed::{item_statuses, paying_app};
 
 const MERCHANT_PUBLIC_KEY: &str = include_str!("../../src/sandbox/keys/merchant_public_key.pem");
-
-async fn paying_app() -> TestApp {
-    let app = spawn_app_with(Options {
-        public_url_is_self: true,
-        ..Options::default()
-    })
-    .await;
-    app.seed_students_and_fees().await;
-    app
-}
-
-async fn item_statuses(app: &TestApp) -> Vec<FeeItemStatus> {
-    let student = app
-        .state
-        .store
-        .find_student_by_id_card(ZHANG_SAN)
-        .await
-        .expect("query")
-        .expect("exists");
-    let items = app
-        .state
-        .store
-        .fee_items_of(student.id)
-        .await
-        .expect("items");
-    items.iter().map(|item| item.status).collect()
-}
 
 /// Fee list → 确认支付 → the payment page, for all ticked items.
 async fn start_paying(browser: &mut Browser<'_>, prefix: &str, pay_path: &str) -> Page {

@@ -332,7 +332,7 @@ fn started_or_page(
                 "支付通道暂时无法受理，请稍后再试。",
             ))
         }
-        Err(CheckoutError::Store(error)) => {
+        Err(error @ (CheckoutError::Store(_) | CheckoutError::UnknownOrder)) => {
             tracing::error!(?error, "cannot start a payment");
             Err(page(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -47,3 +47,33 @@ impl TestApp {
             .expect("fees import");
     }
 }
+
+/// An app whose public URL is its own address (so the payment sandboxes' notifications
+/// reach it), with the demo school imported.
+pub async fn paying_app() -> TestApp {
+    let app = super::spawn_app_with(super::Options {
+        public_url_is_self: true,
+        ..super::Options::default()
+    })
+    .await;
+    app.seed_students_and_fees().await;
+    app
+}
+
+/// 张三's items' statuses, in the order imported.
+pub async fn item_statuses(app: &TestApp) -> Vec<campus_pay::store::FeeItemStatus> {
+    let student = app
+        .state
+        .store
+        .find_student_by_id_card(ZHANG_SAN)
+        .await
+        .expect("query")
+        .expect("exists");
+    let items = app
+        .state
+        .store
+        .fee_items_of(student.id)
+        .await
+        .expect("items");
+    items.iter().map(|item| item.status).collect()
+}
