@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_initial_schema;
 mod m20261130_000001_order_payment_details;
+mod m20261201_000001_console;
 
 /// The ordered list of every migration campus-pay has ever had.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_initial_schema::Migration),
             Box::new(m20261130_000001_order_payment_details::Migration),
+            Box::new(m20261201_000001_console::Migration),
         ]
     }
 }

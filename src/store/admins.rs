@@ -37,3 +37,45 @@ impl Store {
         Ok(true)
     }
 }
+
+/// An admin as sign-in and the console see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAccount {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: AdminRole,
+}
+
+impl From<admins::Model> for AdminAccount {
+    fn from(row: admins::Model) -> AdminAccount {
+        AdminAccount {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password_hash,
+            role: row.role,
+        }
+    }
+}
+
+impl Store {
+    pub async fn find_admin_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<AdminAccount>, StoreError> {
+        let row = admins::Entity::find()
+            .filter(admins::Column::Username.eq(username))
+            .one(&self.db)
+            .await
+            .map_err(StoreError::query("look up an admin"))?;
+        Ok(row.map(AdminAccount::from))
+    }
+
+    pub async fn find_admin(&self, id: i64) -> Result<Option<AdminAccount>, StoreError> {
+        let row = admins::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(StoreError::query("look up an admin"))?;
+        Ok(row.map(AdminAccount::from))
+    }
+}

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod admins;
+mod audit;
 mod entities;
 mod fees;
 mod follower_check;
@@ -31,6 +32,8 @@ use sea_orm::{
 };
 
 pub use self::accounts::{BindOutcome, StudentAccount};
+pub use self::admins::AdminAccount;
+pub use self::audit::{AuditEntry, AuditQuery, AuditRecord};
 pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
     PaymentChannel,

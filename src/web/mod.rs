@@ -1,5 +1,6 @@
 //! HTTP: the axum routers, one per audience, and the application that serves them.
 
+pub mod admin;
 pub mod error;
 pub mod login_guard;
 pub mod notify;
@@ -180,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhook::router())
         .merge(students::router())
         .merge(notify::router())
+        .merge(admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

@@ -19,6 +19,9 @@ use subtle::ConstantTimeEq;
 use crate::cache::{CacheError, SharedCache};
 
 pub const COOKIE_NAME: &str = "cp_session";
+/// The console's own cookie, sent only to `/admin`: a student's session and an
+/// admin's never mix, and a link from elsewhere never carries the admin's cookie.
+pub const ADMIN_COOKIE_NAME: &str = "cp_admin";
 /// A session ends after this long without a request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Refreshing the expiry on every request would double the cache's writes under load;
@@ -32,6 +35,9 @@ pub struct SessionData {
     /// The signed-in student.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub student_id: Option<i64>,
+    /// The signed-in admin (console sessions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_id: Option<i64>,
     /// The WeChat user, once OAuth told us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openid: Option<String>,
@@ -72,7 +78,29 @@ pub enum SessionError {
 pub struct Sessions {
     cache: SharedCache,
     secure_cookie: bool,
+    cookie: CookieSpec,
 }
+
+/// Which cookie carries the session.
+#[derive(Debug, Clone, Copy)]
+struct CookieSpec {
+    name: &'static str,
+    path: &'static str,
+    same_site: &'static str,
+}
+
+const STUDENT_COOKIE: CookieSpec = CookieSpec {
+    name: COOKIE_NAME,
+    path: "/",
+    // Lax: the OAuth round trip comes back from WeChat as a top-level GET.
+    same_site: "Lax",
+};
+
+const ADMIN_COOKIE: CookieSpec = CookieSpec {
+    name: ADMIN_COOKIE_NAME,
+    path: "/admin",
+    same_site: "Strict",
+};
 
 impl Sessions {
     /// `secure_cookie`: mark the cookie `Secure` (the public URL is https).
@@ -80,6 +108,16 @@ impl Sessions {
         Sessions {
             cache,
             secure_cookie,
+            cookie: STUDENT_COOKIE,
+        }
+    }
+
+    /// The console's sessions: cookie `cp_admin`, path `/admin`, `SameSite=Strict`.
+    pub fn for_admins(cache: SharedCache, secure_cookie: bool) -> Sessions {
+        Sessions {
+            cache,
+            secure_cookie,
+            cookie: ADMIN_COOKIE,
         }
     }
 
@@ -96,7 +134,7 @@ impl Sessions {
         headers: &HeaderMap,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, SessionError> {
-        let Some(id) = cookie_value(headers, COOKIE_NAME) else {
+        let Some(id) = cookie_value(headers, self.cookie.name) else {
             return Ok(None);
         };
         if !looks_like_session_id(&id) {
@@ -169,8 +207,13 @@ impl Sessions {
     pub fn cookie(&self, session: &Session) -> HeaderValue {
         let max_age = IDLE_TIMEOUT.as_secs();
         let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let CookieSpec {
+            name,
+            path,
+            same_site,
+        } = self.cookie;
         let value = format!(
-            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            "{name}={}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}",
             session.id
         );
         // The id is URL-safe base64: always a valid header value.
@@ -179,7 +222,13 @@ impl Sessions {
 
     /// The `Set-Cookie` that makes the browser forget its session.
     pub fn clearing_cookie(&self) -> HeaderValue {
-        HeaderValue::from_static("cp_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+        let CookieSpec {
+            name,
+            path,
+            same_site,
+        } = self.cookie;
+        let value = format!("{name}=; Path={path}; HttpOnly; SameSite={same_site}; Max-Age=0");
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// Adds the session cookie to a response's headers.

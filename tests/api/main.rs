@@ -2,6 +2,7 @@
 
 mod channels;
 mod cli;
+mod console;
 mod followers;
 mod import;
 mod payments;

@@ -29,6 +29,11 @@ pub struct Model {
     /// Something the finance office must look at (paid after close, amount mismatch).
     #[sea_orm(column_type = "Text", nullable)]
     pub exception: Option<String>,
+    /// When and by whom the exception was looked at, and what was decided.
+    pub exception_resolved_at: Option<DateTimeUtc>,
+    pub exception_resolved_by: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub exception_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]

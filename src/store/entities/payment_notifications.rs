@@ -21,6 +21,12 @@ pub struct Model {
     pub verdict: NotificationVerdict,
     #[sea_orm(column_type = "Text", nullable)]
     pub reason: Option<String>,
+    /// A refused notification is an exception for the office: when and by whom it
+    /// was looked at, and what was decided.
+    pub resolved_at: Option<DateTimeUtc>,
+    pub resolved_by: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub resolution_note: Option<String>,
 }
 
 /// Which notification endpoint received it. Finer than the provider is not known

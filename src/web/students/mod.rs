@@ -26,6 +26,7 @@ use super::views::{self, Surface};
 use crate::store::StudentAccount;
 
 pub use self::captcha::captcha_key;
+pub use self::signin::{client_address, hash_new_password};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,6 +1,7 @@
 //! The students' pages, rendered with maud. Views take plain data and return markup;
 //! they never touch the store or the session.
 
+pub mod admin;
 pub mod fees;
 pub mod pay;
 pub mod signin;

@@ -37,6 +37,8 @@ pub struct Browser<'a> {
     pub session: Option<String>,
     /// The address nginx would report (`X-Real-IP`), so tests can play many clients.
     pub address: String,
+    /// `cp_session` for a student's browser, `cp_admin` for the console's.
+    pub cookie_name: &'static str,
 }
 
 impl<'a> Browser<'a> {
@@ -45,6 +47,16 @@ impl<'a> Browser<'a> {
             app,
             session: None,
             address: "203.0.113.7".into(),
+            cookie_name: "cp_session",
+        }
+    }
+
+    /// A browser on the console: it holds the `cp_admin` cookie.
+    pub fn console(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            cookie_name: "cp_admin",
+            address: "198.51.100.20".into(),
+            ..Browser::new(app)
         }
     }
 
@@ -69,10 +81,41 @@ impl<'a> Browser<'a> {
         self.send(request).await
     }
 
+    /// Posts a `multipart/form-data` form (a file upload).
+    pub async fn post_multipart(&mut self, url: &str, form: reqwest::multipart::Form) -> Page {
+        let request = self.app.client.post(self.absolute(url)).multipart(form);
+        self.send(request).await
+    }
+
+    /// A GET whose answer is a download: status, `Content-Type`, bytes.
+    pub async fn download(&mut self, url: &str) -> (StatusCode, String, Vec<u8>) {
+        let mut request = self
+            .app
+            .client
+            .get(self.absolute(url))
+            .header("x-real-ip", &self.address);
+        if let Some(session) = &self.session {
+            request = request.header(COOKIE, format!("{}={session}", self.cookie_name));
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            content_type,
+            response.bytes().await.expect("body").to_vec(),
+        )
+    }
+
     pub async fn get_bytes(&mut self, url: &str) -> (StatusCode, Vec<u8>) {
         let mut request = self.app.client.get(self.absolute(url));
         if let Some(session) = &self.session {
-            request = request.header(COOKIE, format!("cp_session={session}"));
+            request = request.header(COOKIE, format!("{}={session}", self.cookie_name));
         }
         let response = request.send().await.expect("request sent");
         self.remember_cookie(&response);
@@ -83,7 +126,7 @@ impl<'a> Browser<'a> {
     async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Page {
         request = request.header("x-real-ip", &self.address);
         if let Some(session) = &self.session {
-            request = request.header(COOKIE, format!("cp_session={session}"));
+            request = request.header(COOKIE, format!("{}={session}", self.cookie_name));
         }
         let response = request.send().await.expect("request sent");
         self.remember_cookie(&response);
@@ -104,7 +147,10 @@ impl<'a> Browser<'a> {
             let Some(pair) = value.split(';').next() else {
                 continue;
             };
-            if let Some(id) = pair.strip_prefix("cp_session=") {
+            let Some((name, id)) = pair.split_once('=') else {
+                continue;
+            };
+            if name == self.cookie_name {
                 self.session = (!id.is_empty()).then(|| id.to_owned());
             }
         }

@@ -3,6 +3,7 @@
 //! (in-process, or a prefixed Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock,
 //! and the WeChat sandbox.
 
+pub mod admin;
 pub mod browser;
 pub mod seed;
 

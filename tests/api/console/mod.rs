@@ -1,0 +1,4 @@
+//! The finance office's console over HTTP: signing in, what each role may do, and the
+//! audit rows every change leaves.
+
+mod signin;
