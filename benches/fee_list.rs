@@ -1256,7 +1256,7 @@ async fn prototype_page(prototype: &Prototype, headers: &HeaderMap) -> anyhow::R
     let Some(data) = data.filter(|data| !data.must_change_password) else {
         return elsewhere();
     };
-    let list = FeeList::from_records(&data.records);
+    let list = FeeList::from_records(&data.records, now);
     let notice = session.data.notice.take();
     if notice.is_some() {
         prototype.sessions.save(&mut session, now).await?;
@@ -1615,7 +1615,7 @@ impl Bench<'_> {
                 requests * SINGLE_TASK_FACTOR,
                 1,
                 move |_| {
-                    let list = FeeList::from_records(&records);
+                    let list = FeeList::from_records(&records, Utc::now());
                     let page = fee_list(
                         Surface::Pc,
                         SCHOOL,

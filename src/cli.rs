@@ -12,16 +12,17 @@ use clap::{Parser, Subcommand};
 use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::clock::Clock;
 use crate::config::{Config, WechatAccountConfig};
+use crate::import::read::MAX_FILE_BYTES;
 use crate::import::{
-    ImportRejected, ImportSummary, RowProblem, parse_fees_partially, parse_students_partially,
-    read_table,
+    ImportRejected, ImportSummary, ReadError, RowProblem, parse_fees_partially,
+    parse_students_partially, read_table_bytes,
 };
-use crate::jobs::followers::run_check;
-use crate::store::{ImportFailure, Store};
+use crate::jobs::followers::{ACTOR_CLI, FollowerCheck};
+use crate::store::{ImportFailure, ImportedFile, Store};
 use crate::web::{App, Services, shutdown_signal};
 use crate::wechat::api::{ApiClient, ApiClientConfig};
-use crate::wechat::menu::load_menu;
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(
@@ -247,24 +248,52 @@ async fn import(what: ImportWhat) -> anyhow::Result<()> {
             (file, *dry_run)
         }
     };
-    let table = read_table(file)?;
+    let file_name = file.display().to_string();
+    let bytes = read_import_file(file)?;
+    let table = read_table_bytes(&file_name, &bytes)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    // The audit row of an applied import names the CLI as its actor.
+    let source = ImportedFile {
+        actor: "cli",
+        file_name: &file_name,
+        sha256: &sha256,
+    };
     let store = open_migrated_store(&config).await?;
     let now = Utc::now();
     let (problems, outcome) = match what {
         ImportWhat::Students { .. } => {
             let parsed = parse_students_partially(&table);
             let apply = !dry_run && parsed.problems.is_empty();
-            let outcome = store.import_students(&parsed.rows, now, apply).await;
+            let outcome = store
+                .import_students_from(&parsed.rows, now, apply, Some(&source))
+                .await;
             (parsed.problems, outcome)
         }
         ImportWhat::Fees { .. } => {
             let parsed = parse_fees_partially(&table);
             let apply = !dry_run && parsed.problems.is_empty();
-            let outcome = store.import_fees(&parsed.rows, now, apply).await;
+            let outcome = store
+                .import_fees_from(&parsed.rows, now, apply, Some(&source))
+                .await;
             (parsed.problems, outcome)
         }
     };
     report_import(problems, outcome, dry_run)
+}
+
+/// The file's bytes (an oversized one refused before it is read), so that the
+/// audit row can name their SHA-256; `read_table_bytes` then judges its type.
+fn read_import_file(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
+    let file = path.display().to_string();
+    let io_error = |source| ReadError::Io {
+        file: file.clone(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io_error)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { file });
+    }
+    std::fs::read(path).map_err(io_error)
 }
 
 fn report_import(
@@ -298,15 +327,9 @@ async fn push_menu(file: &std::path::Path) -> anyhow::Result<()> {
     let Some(wechat) = &config.wechat else {
         bail!("CAMPUSPAY_WECHAT_APPID: the official account must be configured to push a menu");
     };
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let menu = load_menu(&text, &config.public_url)
-        .with_context(|| format!("{} is not a menu WeChat accepts", file.display()))?;
     let cache = open_cache(&config).await?;
     let api = api_client(&config, wechat, cache)?;
-    api.menu_create(&menu)
-        .await
-        .context("WeChat refused the menu")?;
+    crate::wechat::menu::push_menu(&api, file, &config.public_url).await?;
     println!("menu pushed: WeChat answered errcode 0 (ok)");
     Ok(())
 }
@@ -338,8 +361,8 @@ fn api_client(
     )?)
 }
 
-/// Prints the report; a run stopped by a WeChat error prints what it found, then
-/// fails.
+/// Prints the report (stored too, for the console); a run stopped by a WeChat error
+/// prints what it found and where the next run resumes, then fails.
 async fn followers_cleanup(dry_run: bool) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let Some(wechat) = &config.wechat else {
@@ -347,17 +370,19 @@ async fn followers_cleanup(dry_run: bool) -> anyhow::Result<()> {
     };
     let store = open_migrated_store(&config).await?;
     let cache = open_cache(&config).await?;
-    let api = api_client(&config, wechat, cache.clone())?;
-    let report = run_check(
-        &api,
-        &store,
-        &cache,
-        &Clock::system(),
-        &config.cleanup,
-        dry_run,
-    )
-    .await?;
+    let check = FollowerCheck {
+        api: api_client(&config, wechat, cache.clone())?,
+        store,
+        cache,
+        clock: Clock::system(),
+        config: config.cleanup.clone(),
+    };
+    let report = check.run(ACTOR_CLI, dry_run).await?;
     print!("{report}");
+    println!(
+        "报告已保存（第 {} 次检查），管理后台“公众号关注者”可查看。",
+        report.run_id
+    );
     if let Some(reason) = &report.stopped {
         bail!("the follower check stopped early: {reason}");
     }

@@ -111,6 +111,17 @@ pub enum CleanupAction {
     Blacklist,
 }
 
+impl CleanupAction {
+    /// The name `CAMPUSPAY_CLEANUP_ACTION` and the run reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Report => "report",
+            Self::Tag => "tag",
+            Self::Blacklist => "blacklist",
+        }
+    }
+}
+
 impl FromStr for CleanupAction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -481,6 +492,21 @@ fn abc(vars: &Variables) -> Result<Option<AbcConfig>, ConfigError> {
     }))
 }
 
+/// Six or seven fields, seconds first, read in Beijing time (the job converts).
+fn cleanup_schedule(vars: &Variables) -> Result<cron::Schedule, ConfigError> {
+    const NAME: &str = "CAMPUSPAY_CLEANUP_SCHEDULE";
+    let raw = vars.get(NAME).unwrap_or(DEFAULT_CLEANUP_SCHEDULE);
+    raw.parse().map_err(|error| {
+        ConfigError::new(
+            NAME,
+            format!(
+                "invalid cron expression (seconds first, Beijing time, e.g. {DEFAULT_CLEANUP_SCHEDULE:?}): {}",
+                one_line(&error)
+            ),
+        )
+    })
+}
+
 fn cleanup(vars: &Variables) -> Result<CleanupConfig, ConfigError> {
     let grace_days: u32 = vars.parse_or("CAMPUSPAY_CLEANUP_GRACE_DAYS", "7")?;
     if grace_days > 365 {
@@ -490,7 +516,7 @@ fn cleanup(vars: &Variables) -> Result<CleanupConfig, ConfigError> {
         ));
     }
     Ok(CleanupConfig {
-        schedule: vars.parse_or("CAMPUSPAY_CLEANUP_SCHEDULE", DEFAULT_CLEANUP_SCHEDULE)?,
+        schedule: cleanup_schedule(vars)?,
         grace_days,
         action: vars.parse_or("CAMPUSPAY_CLEANUP_ACTION", "report")?,
     })
@@ -670,5 +696,15 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("short"));
+    }
+
+    #[test]
+    fn the_cleanup_schedule_is_cron_with_seconds_first() {
+        let line = error_line(&[("CAMPUSPAY_CLEANUP_SCHEDULE", "0 3 * * *")]);
+        assert!(line.starts_with("CAMPUSPAY_CLEANUP_SCHEDULE: "), "{line}");
+        assert!(line.contains("seconds first"), "{line}");
+        let c = config(&[("CAMPUSPAY_CLEANUP_SCHEDULE", "0 30 2 * * Mon")]).unwrap();
+        assert_eq!(c.cleanup.schedule.source(), "0 30 2 * * Mon");
+        assert_eq!(c.cleanup.action.as_str(), "report");
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use rand::RngExt;
 
 use crate::config::{Config, Variables};
+use crate::domain::password::hash_password;
 use crate::import::fees::parse_fees;
 use crate::import::read::read_table_bytes;
 use crate::import::students::parse_students;
@@ -17,6 +18,7 @@ use crate::sandbox::merchant;
 use crate::sandbox::wechat_api::WechatSandbox;
 use crate::sandbox::wechat_pay::WechatPaySandbox;
 use crate::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
+use crate::store::AdminRole;
 use crate::web::{App, Services, shutdown_signal};
 use crate::wechat::crypto::EncodingAesKey;
 
@@ -126,6 +128,7 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let services = Services::connect(&config, true).await?;
     seed_the_school(&services).await?;
+    seed_the_office(&services).await?;
     let app = App::build(config, services).await?;
     let address = app.local_addr()?;
     let push = WechatPush {
@@ -136,6 +139,7 @@ pub async fn run() -> anyhow::Result<()> {
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
     print_banner(address, &sandbox);
     print_student_pages(address);
+    print_console(address);
     show_a_conversation(address, &push).await?;
     print_try_it_yourself(address, &push);
     server.await.context("the server task failed")?
@@ -159,6 +163,43 @@ async fn seed_the_school(services: &Services) -> anyhow::Result<()> {
         .await
         .map_err(|error| anyhow::anyhow!("cannot import the demo fees: {error}"))?;
     Ok(())
+}
+
+/// The finance office's demo accounts: a `finance` admin and a read-only `viewer`.
+const DEMO_ADMINS: [(&str, AdminRole, &str); 2] = [
+    (
+        "caiwu",
+        AdminRole::Finance,
+        "imports, corrects, waives, resolves, runs the follower check",
+    ),
+    ("chakan", AdminRole::Viewer, "reads only"),
+];
+/// Their password in the demo (a real deployment creates admins with `admin add`).
+const DEMO_ADMIN_PASSWORD: &str = "demo-Office-2026";
+
+/// Creates the demo admins as `campus-pay admin add` does.
+async fn seed_the_office(services: &Services) -> anyhow::Result<()> {
+    let hash = tokio::task::spawn_blocking(|| hash_password(DEMO_ADMIN_PASSWORD))
+        .await
+        .context("password hashing panicked")?
+        .map_err(|error| anyhow::anyhow!("cannot hash the demo admin password: {error}"))?;
+    for (username, role, _) in DEMO_ADMINS {
+        services
+            .store
+            .create_admin(username, &hash, role, services.clock.now())
+            .await
+            .with_context(|| format!("cannot create the demo admin {username}"))?;
+    }
+    Ok(())
+}
+
+fn print_console(address: SocketAddr) {
+    println!("The finance office's console:");
+    println!("  console          http://{address}/admin");
+    for (username, _, what) in DEMO_ADMINS {
+        println!("    {username} / {DEMO_ADMIN_PASSWORD}   {what}");
+    }
+    println!();
 }
 
 fn print_student_pages(address: SocketAddr) {

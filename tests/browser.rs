@@ -13,6 +13,8 @@ mod support;
 mod channels;
 #[path = "browser/chrome.rs"]
 mod chrome;
+#[path = "browser/console.rs"]
+mod console;
 #[path = "browser/payments.rs"]
 mod payments;
 

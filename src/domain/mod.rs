@@ -7,7 +7,9 @@
 //! - [`remark`]: the follower remark rule (grade + class + name within 20 bytes).
 //! - [`password`]: initial passwords, the rule for new ones, argon2id hashing.
 //! - [`order`]: order numbers, descriptions, what a payment report does to an order.
+//! - [`fee_item`]: whether an item is payable now; waiving and deferring (绿色通道).
 
+pub mod fee_item;
 pub mod id_card;
 pub mod money;
 pub mod order;

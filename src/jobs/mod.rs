@@ -3,6 +3,8 @@
 //!
 //! - [`followers`]: the follower check (remarks against the rule).
 //! - [`orders`]: closes expired orders at their channel and queries quiet ones.
+//! - [`schedule`]: runs the follower check on `CAMPUSPAY_CLEANUP_SCHEDULE`.
 
 pub mod followers;
 pub mod orders;
+pub mod schedule;

@@ -220,9 +220,16 @@ impl WechatSandbox {
 
     /// The next `times` requests to `api` fail with `errcode`, before any other check.
     pub fn fail_next(&self, api: &str, errcode: i64, times: usize) {
+        self.fail_after(api, 0, errcode, times);
+    }
+
+    /// After `successes` more requests to `api` go through, the next `times` fail with
+    /// `errcode` (a quota running out mid-run, say).
+    pub fn fail_after(&self, api: &str, successes: usize, errcode: i64, times: usize) {
         let mut state = self.shared.state();
         let queue = state.injected_failures.entry(api.to_owned()).or_default();
-        queue.extend(std::iter::repeat_n(errcode, times));
+        queue.extend(std::iter::repeat_n(None, successes));
+        queue.extend(std::iter::repeat_n(Some(errcode), times));
     }
 }
 
@@ -248,7 +255,8 @@ struct SandboxState {
     calls: Vec<RecordedCall>,
     menus: Vec<Value>,
     remarks: HashMap<String, String>,
-    injected_failures: HashMap<String, VecDeque<i64>>,
+    /// Per API, what its next requests meet: `None` goes through, `Some` fails.
+    injected_failures: HashMap<String, VecDeque<Option<i64>>>,
     followers: Vec<SandboxFollower>,
     follower_index: HashMap<String, usize>,
     tags: Vec<(i64, String)>,
@@ -288,6 +296,7 @@ impl Shared {
             .injected_failures
             .get_mut(api)
             .and_then(VecDeque::pop_front)
+            .flatten()
         {
             Some(errcode) => Err(WxError {
                 errcode,
@@ -675,10 +684,12 @@ async fn update_remark(
     if request.remark.len() > REMARK_MAX_BYTES {
         return Err(WxError::INVALID_REMARK);
     }
-    shared
-        .state()
-        .remarks
-        .insert(request.openid, request.remark);
+    let mut state = shared.state();
+    // What user/info/batchget answers from now on, as WeChat does.
+    if let Some(&at) = state.follower_index.get(&request.openid) {
+        state.followers[at].remark = request.remark.clone();
+    }
+    state.remarks.insert(request.openid, request.remark);
     Ok(ok_reply())
 }
 

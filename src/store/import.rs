@@ -17,6 +17,9 @@
 //!   a conditional update, so an order that takes the item meanwhile is never
 //!   undercut: the import then fails and says to try again.
 //!
+//! An applied import from a file (the console, the CLI) writes its audit row
+//! (`import.students`, `import.fees`) in the same transaction.
+//!
 //! On SQLite an applying import takes the write lock up front (an IMMEDIATE
 //! transaction), so a server in another process writing between our reads and our
 //! writes cannot make the commit fail.
@@ -30,8 +33,11 @@ use sea_orm::{
     QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+use serde_json::json;
+
+use super::audit::write_audit;
 use super::entities::{fee_items, students};
-use super::{FeeItemStatus, Gender as StoredGender, Store, StoreError};
+use super::{AuditEntry, FeeItemStatus, Gender as StoredGender, Store, StoreError};
 use crate::domain::password::{PasswordHashError, hash_password};
 use crate::domain::student::Gender;
 use crate::import::{FeeRow, FirstSeen, ImportRejected, ImportSummary, RowProblem, StudentRow};
@@ -67,6 +73,18 @@ impl Store {
         rows: &[StudentRow],
         now: DateTime<Utc>,
         apply: bool,
+    ) -> Result<ImportSummary, ImportFailure> {
+        self.import_students_from(rows, now, apply, None).await
+    }
+
+    /// [`Store::import_students`], and when applied with `file` given, its audit row
+    /// (`import.students`) in the import's own transaction.
+    pub async fn import_students_from(
+        &self,
+        rows: &[StudentRow],
+        now: DateTime<Utc>,
+        apply: bool,
+        file: Option<&ImportedFile<'_>>,
     ) -> Result<ImportSummary, ImportFailure> {
         reject_problems(duplicate_students(rows))?;
         let txn = self.begin_import(apply).await?;
@@ -109,6 +127,14 @@ impl Store {
                 .await
                 .map_err(StoreError::query("update an imported student"))?;
         }
+        if let Some(file) = file {
+            write_audit(
+                &txn,
+                &file.audit("import.students", rows.len(), summary),
+                now,
+            )
+            .await?;
+        }
         commit(txn).await?;
         Ok(summary)
     }
@@ -121,6 +147,18 @@ impl Store {
         rows: &[FeeRow],
         now: DateTime<Utc>,
         apply: bool,
+    ) -> Result<ImportSummary, ImportFailure> {
+        self.import_fees_from(rows, now, apply, None).await
+    }
+
+    /// [`Store::import_fees`], and when applied with `file` given, its audit row
+    /// (`import.fees`) in the import's own transaction.
+    pub async fn import_fees_from(
+        &self,
+        rows: &[FeeRow],
+        now: DateTime<Utc>,
+        apply: bool,
+        file: Option<&ImportedFile<'_>>,
     ) -> Result<ImportSummary, ImportFailure> {
         reject_problems(duplicate_fees(rows))?;
         let txn = self.begin_import(apply).await?;
@@ -191,6 +229,9 @@ impl Store {
             rollback(txn).await?;
             return Err(ImportRejected::new(problems).into());
         }
+        if let Some(file) = file {
+            write_audit(&txn, &file.audit("import.fees", rows.len(), summary), now).await?;
+        }
         commit(txn).await?;
         Ok(summary)
     }
@@ -206,6 +247,29 @@ impl Store {
             .begin_with_options(options)
             .await
             .map_err(StoreError::query("begin an import"))
+    }
+}
+
+/// The file an applied import came from and who applied it, for its audit row.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportedFile<'a> {
+    /// An admin's username, or `cli`.
+    pub actor: &'a str,
+    pub file_name: &'a str,
+    /// The SHA-256 of the file's bytes, in lower-case hex.
+    pub sha256: &'a str,
+}
+
+impl ImportedFile<'_> {
+    fn audit(&self, action: &str, rows: usize, summary: ImportSummary) -> AuditEntry {
+        AuditEntry::new(self.actor, action, format!("file:{}", self.file_name)).after(json!({
+            "file": self.file_name,
+            "sha256": self.sha256,
+            "rows": rows,
+            "added": summary.added,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+        }))
     }
 }
 

@@ -10,7 +10,11 @@
 
 mod accounts;
 mod admins;
+mod arrears;
 mod audit;
+mod console_fees;
+mod console_payments;
+mod console_students;
 mod entities;
 mod fees;
 mod follower_check;
@@ -33,15 +37,29 @@ use sea_orm::{
 
 pub use self::accounts::{BindOutcome, StudentAccount};
 pub use self::admins::AdminAccount;
+pub use self::arrears::{
+    ArrearsGroup, ArrearsGrouping, ArrearsKey, ArrearsScope, ArrearsStudent, MajorScope, OwedItem,
+};
 pub use self::audit::{AuditEntry, AuditQuery, AuditRecord};
+pub use self::console_fees::{FeeItemChange, FeeItemDetail, FeeItemListRow, FeeItemQuery};
+pub use self::console_payments::{
+    ExceptionList, NotificationRecord, PaymentDetail, PaymentFilter, PaymentRow, PaymentTotals,
+    Resolution, ResolveOutcome,
+};
+pub use self::console_students::{
+    CorrectOutcome, STUDENT_VIEW, StudentCorrection, StudentDetails, StudentFeeRow, StudentListRow,
+    StudentNotificationRow, StudentRecord, StudentSearch, UnbindOutcome,
+};
 pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
     PaymentChannel,
 };
 pub use self::fees::FeeItemRecord;
-pub use self::follower_check::RemarkStudent;
+pub use self::follower_check::{
+    CheckCounts, CheckProgress, CheckRunRecord, NewCheckRun, RemarkStudent,
+};
 pub use self::followers::FollowerRecord;
-pub use self::import::ImportFailure;
+pub use self::import::{ImportFailure, ImportedFile};
 pub use self::orders::{
     ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
     TakeOutcome,

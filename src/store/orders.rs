@@ -14,10 +14,12 @@ use sea_orm::{
 };
 
 use super::entities::{fee_items, order_items, orders, payment_notifications};
+use super::fees::{fee_state, payable_condition};
 use super::{
     FeeItemStatus, NotificationChannel, NotificationVerdict, OrderStatus, PaymentChannel, Store,
     StoreError,
 };
+use crate::domain::fee_item::payable_now;
 use crate::domain::money::Fen;
 use crate::domain::order::{OrderState, PaymentVerdict, judge_payment};
 
@@ -366,9 +368,10 @@ async fn take_items(
     {
         return held_by_open_orders(txn, new).await;
     }
+    // Unpaid, or deferred to a date that has passed (the rule of `domain::fee_item`).
     if items
         .iter()
-        .any(|item| item.status != FeeItemStatus::Unpaid)
+        .any(|item| !payable_now(fee_state(item.status), item.deferred_until, new.now))
     {
         return Ok(TakeOutcome::Unavailable);
     }
@@ -380,7 +383,7 @@ async fn take_items(
         .col_expr(fee_items::Column::UpdatedAt, Expr::value(new.now))
         .filter(fee_items::Column::Id.is_in(new.item_ids.iter().copied()))
         .filter(fee_items::Column::StudentId.eq(new.student_id))
-        .filter(fee_items::Column::Status.eq(FeeItemStatus::Unpaid))
+        .filter(payable_condition(new.now))
         .exec(txn)
         .await
         .map_err(StoreError::query("take items into an order"))?;
@@ -594,15 +597,15 @@ async fn paid_after_close(
             "订单关闭后收到支付，项目已由其他订单缴清，需退款",
         )
     };
-    orders::Entity::update_many()
+    let update = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status))
         .col_expr(
             orders::Column::ChannelTradeNo,
             Expr::value(Some(report.channel_trade_no)),
         )
         .col_expr(orders::Column::PaidAt, Expr::value(Some(report.paid_at)))
-        .col_expr(orders::Column::Exception, Expr::value(Some(note)))
-        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    with_exception(update, &order, note)
         .filter(orders::Column::Id.eq(order.id))
         .filter(orders::Column::Status.eq(OrderStatus::Closed))
         .exec(txn)
@@ -640,14 +643,41 @@ async fn note_exception(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<orders::Model, StoreError> {
-    orders::Entity::update_many()
-        .col_expr(orders::Column::Exception, Expr::value(Some(note)))
-        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+    let update =
+        orders::Entity::update_many().col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    with_exception(update, &order, note)
         .filter(orders::Column::Id.eq(order.id))
         .exec(txn)
         .await
         .map_err(StoreError::query("note an order exception"))?;
     reread(txn, order.id).await
+}
+
+/// Sets the order's exception. A new exception reopens it for the finance office (a
+/// resolution of an earlier one no longer stands); the same one again (a duplicate
+/// notification) leaves a resolution as it is.
+fn with_exception(
+    update: sea_orm::UpdateMany<orders::Entity>,
+    order: &orders::Model,
+    note: &str,
+) -> sea_orm::UpdateMany<orders::Entity> {
+    let update = update.col_expr(orders::Column::Exception, Expr::value(Some(note)));
+    if order.exception.as_deref() == Some(note) {
+        return update;
+    }
+    update
+        .col_expr(
+            orders::Column::ExceptionResolvedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            orders::Column::ExceptionResolvedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            orders::Column::ExceptionNote,
+            Expr::value(Option::<String>::None),
+        )
 }
 
 async fn reread(txn: &DatabaseTransaction, order_id: i64) -> Result<orders::Model, StoreError> {

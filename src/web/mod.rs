@@ -253,6 +253,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let background = self.state.background.clone();
+        let _schedule = crate::jobs::schedule::spawn(self.state.follower_check());
         let sweeper = tokio::spawn(crate::jobs::orders::run(
             self.state.checkout.clone(),
             self.state.cache.clone(),

@@ -299,6 +299,45 @@ impl Checker {
     }
 }
 
+/// Why a menu was not pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a menu WeChat accepts", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        #[source]
+        source: MenuError,
+    },
+    #[error("WeChat refused the menu")]
+    Refused(#[source] super::api::ApiError),
+}
+
+/// What `campus-pay menu push` and the console's 推送菜单 both do: reads the file,
+/// puts `public_url` in, checks the menu and sends it to menu/create. Returns the
+/// menu as sent.
+pub async fn push_menu(
+    api: &super::api::ApiClient,
+    path: &std::path::Path,
+    public_url: &Url,
+) -> Result<Value, PushError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PushError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let menu = load_menu(&text, public_url).map_err(|source| PushError::Invalid {
+        path: path.to_owned(),
+        source,
+    })?;
+    api.menu_create(&menu).await.map_err(PushError::Refused)?;
+    Ok(menu)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

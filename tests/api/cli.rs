@@ -156,6 +156,7 @@ async fn followers_cleanup_prints_the_report_and_a_dry_run_changes_nothing() {
     assert!(stdout.contains("试运行"), "{stdout}");
     assert!(stdout.contains("不合规 60"), "{stdout}");
     assert!(stdout.contains("微信没有移除关注者的接口"), "{stdout}");
+    assert!(stdout.contains("报告已保存"), "{stdout}");
     assert!(
         stdout.contains("o_cli_49") && !stdout.contains("o_cli_50"),
         "{stdout}"

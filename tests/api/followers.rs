@@ -1,13 +1,16 @@
 //! The follower check over the WeChat sandbox: thousands of followers across pages,
-//! WeChat's batch limits, dry runs, tags, the blacklist, and a failure mid-run.
+//! WeChat's batch limits, dry runs, tags, the blacklist, the stored reports, drifted
+//! remarks put right, and runs that stop on an API error and the next that resumes.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use campus_pay::cache::CacheLock;
-use campus_pay::config::{CleanupAction, CleanupConfig};
-use campus_pay::jobs::followers::{CLEANUP_TAG, CheckError, CheckReport, run_check};
+use campus_pay::config::CleanupAction;
+use campus_pay::jobs::followers::{
+    ACTOR_CLI, CLEANUP_TAG, CheckError, CheckReport, FollowerCheck, LOCK_KEY,
+};
 use campus_pay::sandbox::wechat_api::{SandboxFollower, paths};
+use campus_pay::store::CheckRunRecord;
 use chrono::TimeDelta;
 use serde_json::Value;
 
@@ -75,12 +78,14 @@ async fn app_with_followers(count: usize) -> TestApp {
     app
 }
 
-fn config(app: &TestApp, action: CleanupAction) -> CleanupConfig {
-    CleanupConfig {
-        action,
-        grace_days: GRACE_DAYS,
-        ..app.state.config.cleanup.clone()
-    }
+fn checker(app: &TestApp, action: CleanupAction) -> FollowerCheck {
+    let mut check = app
+        .state
+        .follower_check()
+        .expect("the account is configured");
+    check.config.action = action;
+    check.config.grace_days = GRACE_DAYS;
+    check
 }
 
 async fn check(app: &TestApp, action: CleanupAction, dry_run: bool) -> CheckReport {
@@ -94,16 +99,16 @@ async fn try_check(
     action: CleanupAction,
     dry_run: bool,
 ) -> Result<CheckReport, CheckError> {
-    let api = &app.state.account.as_ref().expect("configured").api;
-    run_check(
-        api,
-        &app.state.store,
-        &app.state.cache,
-        &app.clock,
-        &config(app, action),
-        dry_run,
-    )
-    .await
+    checker(app, action).run(ACTOR_CLI, dry_run).await
+}
+
+async fn stored(app: &TestApp, report: &CheckReport) -> CheckRunRecord {
+    app.state
+        .store
+        .check_run(report.run_id)
+        .await
+        .expect("reads")
+        .expect("the run has its row")
 }
 
 fn expected_non_compliant(count: usize) -> Vec<String> {
@@ -130,41 +135,68 @@ fn sent_lists(app: &TestApp, api: &str, field: &str) -> Vec<usize> {
         .collect()
 }
 
+fn tagged(app: &TestApp) -> Vec<String> {
+    app.sandbox
+        .tag_batches()
+        .into_iter()
+        .flat_map(|(_, openids)| openids)
+        .collect()
+}
+
+/// The APIs that change something at WeChat.
+const CHANGING_APIS: [&str; 4] = [
+    paths::TAGS_CREATE,
+    paths::BATCH_TAGGING,
+    paths::BATCH_BLACKLIST,
+    paths::UPDATE_REMARK,
+];
+
 #[tokio::test]
-async fn the_check_sorts_25000_followers_and_tags_exactly_the_non_compliant() {
+async fn the_check_sorts_25000_followers_tags_exactly_the_non_compliant_and_stores_its_report() {
     const COUNT: usize = 25_000;
     let app = app_with_followers(COUNT).await;
 
     let dry = check(&app, CleanupAction::Tag, true).await;
     assert_eq!(dry.stopped, None);
-    assert_eq!(dry.total, COUNT as u64);
-    assert_eq!(dry.checked, COUNT as u64);
-    assert_eq!(dry.bound, 2);
-    assert_eq!(dry.compliant, count_of(COUNT, Kind::Compliant));
-    assert_eq!(dry.within_grace, count_of(COUNT, Kind::New));
-    assert_eq!(dry.left, 0);
+    assert_eq!(dry.counts.total, COUNT as u64);
+    assert_eq!(dry.counts.checked, COUNT as u64);
+    assert_eq!(dry.counts.bound, 2);
+    assert_eq!(dry.counts.compliant, count_of(COUNT, Kind::Compliant));
+    assert_eq!(dry.counts.within_grace, count_of(COUNT, Kind::New));
+    assert_eq!(dry.counts.left, 0);
     assert_eq!(dry.non_compliant, expected_non_compliant(COUNT));
-    assert_eq!(dry.acted_on, 0);
+    assert_eq!(dry.counts.acted_on, 0);
+    assert_eq!(dry.counts.remarks_corrected, 0);
     // Three pages of at most 10,000, and the empty one that says the list ended.
     assert_eq!(app.sandbox.calls_to(paths::USER_GET), 4);
     let batches = sent_lists(&app, paths::USER_INFO_BATCHGET, "user_list");
     assert_eq!(batches.len(), 250);
     assert!(batches.iter().all(|&size| size == 100), "{batches:?}");
     // A dry run changes nothing upstream.
-    for api in [
-        paths::TAGS_CREATE,
-        paths::BATCH_TAGGING,
-        paths::BATCH_BLACKLIST,
-    ] {
+    for api in CHANGING_APIS {
         assert_eq!(app.sandbox.calls_to(api), 0, "{api}");
     }
     let text = dry.to_string();
     assert!(text.contains("试运行") && text.contains("微信没有移除关注者的接口"));
 
-    let tagged = check(&app, CleanupAction::Tag, false).await;
-    assert_eq!(tagged.stopped, None);
-    assert_eq!(tagged.non_compliant, dry.non_compliant);
-    assert_eq!(tagged.acted_on, dry.non_compliant.len() as u64);
+    // The report is stored: counts, the whole list, finished, nothing to resume.
+    let row = stored(&app, &dry).await;
+    assert!(row.dry_run && row.finished_at.is_some());
+    assert_eq!((row.actor.as_str(), row.action.as_str()), ("cli", "tag"));
+    assert_eq!(row.counts, dry.counts);
+    assert_eq!(row.non_compliant_count, dry.non_compliant.len() as u64);
+    assert_eq!(row.non_compliant, dry.non_compliant);
+    assert_eq!(
+        (row.stopped, row.resume_after, row.resumed_after),
+        (None, None, None)
+    );
+
+    let tagged_run = check(&app, CleanupAction::Tag, false).await;
+    assert_eq!(tagged_run.stopped, None);
+    assert_eq!(tagged_run.non_compliant, dry.non_compliant);
+    assert_eq!(tagged_run.counts.acted_on, dry.non_compliant.len() as u64);
+    // 张三 and 李四 are bound with a remark that is not the rule's.
+    assert_eq!(tagged_run.counts.remarks_corrected, 2);
     let tags = app.sandbox.tags();
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].1, CLEANUP_TAG);
@@ -172,20 +204,33 @@ async fn the_check_sorts_25000_followers_and_tags_exactly_the_non_compliant() {
     assert!(
         batches
             .iter()
-            .all(|(tag, openids)| *tag == tags[0].0 && openids.len() <= 50)
+            .all(|(tag, openids)| *tag == tags[0].0 && openids.len() == 50)
     );
-    let all: Vec<String> = batches
-        .into_iter()
-        .flat_map(|(_, openids)| openids)
-        .collect();
-    assert_eq!(all, dry.non_compliant);
+    assert_eq!(tagged(&app), dry.non_compliant);
     assert_eq!(app.sandbox.calls_to(paths::BATCH_BLACKLIST), 0);
+    let row = stored(&app, &tagged_run).await;
+    assert!(!row.dry_run);
+    assert_eq!(row.counts, tagged_run.counts);
+    assert_eq!(row.non_compliant, tagged_run.non_compliant);
+    assert_eq!((row.resume_after, row.resumed_after), (None, None));
 
-    // A second run finds the tag rather than creating another.
+    // A second run finds the tag rather than creating another, and the remarks are
+    // right by now.
     let again = check(&app, CleanupAction::Tag, false).await;
     assert_eq!(again.stopped, None);
+    assert_eq!(again.counts.remarks_corrected, 0);
     assert_eq!(app.sandbox.tags().len(), 1);
     assert_eq!(app.sandbox.calls_to(paths::TAGS_CREATE), 1);
+
+    // Every run left its audit row, newest first.
+    let audit = app.audit_rows("followers.check").await;
+    assert_eq!(audit.len(), 3);
+    assert_eq!(
+        audit[2].entry.target,
+        format!("follower_check_run:{}", dry.run_id)
+    );
+    assert_eq!(audit[2].entry.after.as_ref().unwrap()["dry_run"], true);
+    assert_eq!(audit[0].entry.after.as_ref().unwrap()["action"], "tag");
 }
 
 #[tokio::test]
@@ -198,16 +243,17 @@ async fn blacklist_mode_blacklists_the_non_compliant_twenty_at_a_time() {
     assert!(batches.iter().all(|openids| openids.len() <= 20));
     let all: Vec<String> = batches.into_iter().flatten().collect();
     assert_eq!(all, expected_non_compliant(COUNT));
-    assert_eq!(report.acted_on, all.len() as u64);
+    assert_eq!(report.counts.acted_on, all.len() as u64);
     assert_eq!(app.sandbox.calls_to(paths::BATCH_TAGGING), 0);
 }
 
 #[tokio::test]
-async fn report_mode_changes_nothing_upstream() {
+async fn report_mode_only_corrects_bound_students_remarks() {
     let app = app_with_followers(500).await;
     let report = check(&app, CleanupAction::Report, false).await;
     assert_eq!(report.non_compliant, expected_non_compliant(500));
-    assert_eq!(report.acted_on, 0);
+    assert_eq!(report.counts.acted_on, 0);
+    assert_eq!(report.counts.remarks_corrected, 2);
     for api in [
         paths::TAGS_GET,
         paths::BATCH_TAGGING,
@@ -218,49 +264,203 @@ async fn report_mode_changes_nothing_upstream() {
 }
 
 #[tokio::test]
-async fn an_api_error_stops_the_run_with_the_counts_so_far() {
-    const COUNT: usize = 12_000;
-    let app = app_with_followers(COUNT).await;
-    // The first page is sorted, then tagging it fails.
-    app.sandbox.fail_next(paths::BATCH_TAGGING, 45009, 1);
-    let report = check(&app, CleanupAction::Tag, false).await;
-    let stopped = report.stopped.as_deref().expect("stopped");
-    assert!(stopped.contains("45009"), "{stopped}");
-    assert_eq!(report.checked, 10_000);
-    assert_eq!(report.acted_on, 0);
-    assert_eq!(app.sandbox.calls_to(paths::USER_GET), 1);
-    assert!(app.sandbox.tag_batches().is_empty());
-    assert!(report.to_string().contains("检查中途停止"));
+async fn a_bound_students_drifted_remark_is_corrected_but_not_in_a_dry_run() {
+    let app = app_with_followers(20).await;
+    let dry = check(&app, CleanupAction::Tag, true).await;
+    assert_eq!(dry.counts.remarks_corrected, 0);
+    assert_eq!(app.sandbox.calls_to(paths::UPDATE_REMARK), 0);
+    assert!(app.sandbox.remarks().is_empty());
 
-    // The lock was released: the next run goes through.
-    let report = check(&app, CleanupAction::Tag, false).await;
-    assert_eq!(report.stopped, None);
-    let tagged: HashSet<String> = app
+    // WeChat refuses the first correction: the run stops before anything else, with
+    // nothing to resume from, and the next one does it all.
+    app.sandbox.fail_next(paths::UPDATE_REMARK, 45009, 1);
+    let refused = check(&app, CleanupAction::Tag, false).await;
+    assert!(refused.stopped.as_deref().unwrap().contains("45009"));
+    assert_eq!(refused.counts.checked, 0);
+    assert_eq!(refused.counts.remarks_corrected, 0);
+    assert_eq!(refused.resume_after, None);
+    assert!(app.sandbox.tag_batches().is_empty());
+
+    let fixed = check(&app, CleanupAction::Tag, false).await;
+    assert_eq!(fixed.stopped, None);
+    assert_eq!(fixed.counts.remarks_corrected, 2);
+    assert_eq!(fixed.counts.checked, 20);
+    let remarks = app.sandbox.remarks();
+    assert_eq!(remarks.get("o0").map(String::as_str), Some("26汽修1班张三"));
+    assert_eq!(
+        remarks.get("o1").map(String::as_str),
+        Some("25电子商务李四")
+    );
+    assert_eq!(remarks.len(), 2, "only bound students' remarks are set");
+    assert_eq!(tagged(&app), expected_non_compliant(20));
+    assert_eq!(stored(&app, &fixed).await.counts.remarks_corrected, 2);
+}
+
+/// The position (in user/get order) of the `n`th non-compliant follower, from 1.
+fn nth_non_compliant(count: usize, n: usize) -> usize {
+    (0..count)
+        .filter(|&i| kind(i) == Kind::NonCompliant)
+        .nth(n - 1)
+        .expect("that many")
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_a_quota_is_resumed_by_the_next_and_together_they_tag_each_once() {
+    const COUNT: usize = 25_000;
+    const TAG_CALLS_ALLOWED: usize = 130;
+    let app = app_with_followers(COUNT).await;
+    app.sandbox
+        .fail_after(paths::BATCH_TAGGING, TAG_CALLS_ALLOWED, 45009, 1);
+    let first = check(&app, CleanupAction::Tag, false).await;
+    let stopped = first.stopped.as_deref().expect("stopped");
+    assert!(stopped.contains("45009"), "{stopped}");
+    let done = TAG_CALLS_ALLOWED * 50;
+    assert_eq!(first.counts.acted_on, done as u64);
+    // Finished with: everyone before the first follower of the refused call.
+    let refused_at = nth_non_compliant(COUNT, done + 1);
+    let resume_after = format!("o{}", refused_at - 1);
+    assert_eq!(first.counts.checked, refused_at as u64);
+    assert_eq!(first.resume_after.as_deref(), Some(resume_after.as_str()));
+    assert_eq!(first.non_compliant, expected_non_compliant(COUNT)[..done]);
+    assert!(
+        first
+            .to_string()
+            .contains(&format!("下次检查将从 {resume_after} 之后继续"))
+    );
+    let row = stored(&app, &first).await;
+    assert!(row.finished_at.is_some());
+    assert!(row.stopped.as_deref().unwrap().contains("45009"));
+    assert_eq!(row.resume_after.as_deref(), Some(resume_after.as_str()));
+    assert_eq!(row.counts, first.counts);
+
+    let second = check(&app, CleanupAction::Tag, false).await;
+    assert_eq!(second.stopped, None);
+    assert_eq!(second.resumed_after.as_deref(), Some(resume_after.as_str()));
+    assert!(second.to_string().contains("接续上次中途停止的检查"));
+    assert_eq!(second.resume_after, None);
+    // The second run's counts cover only the rest.
+    assert_eq!(second.counts.total, COUNT as u64);
+    assert_eq!(second.counts.checked, (COUNT - refused_at) as u64);
+    assert_eq!(second.counts.remarks_corrected, 0, "done by the first run");
+    assert_eq!(second.non_compliant, expected_non_compliant(COUNT)[done..]);
+    assert_eq!(
+        first.counts.acted_on + second.counts.acted_on,
+        expected_non_compliant(COUNT).len() as u64
+    );
+    // Together: every non-compliant follower tagged exactly once, in order.
+    assert_eq!(tagged(&app), expected_non_compliant(COUNT));
+    let row = stored(&app, &second).await;
+    assert_eq!(row.resumed_after.as_deref(), Some(resume_after.as_str()));
+    assert_eq!(row.resume_after, None);
+    assert_eq!(app.state.store.check_resume_point().await.unwrap(), None);
+
+    // Reached the end: the next run starts from the beginning.
+    let third = check(&app, CleanupAction::Report, false).await;
+    assert_eq!(third.resumed_after, None);
+    assert_eq!(third.counts.checked, COUNT as u64);
+}
+
+#[tokio::test]
+async fn a_batchget_failure_leaves_unacted_followers_to_the_next_run() {
+    const COUNT: usize = 1_000;
+    let app = app_with_followers(COUNT).await;
+    // Three reads of 100 go through; the blacklist calls so far are full ones of 20.
+    app.sandbox
+        .fail_after(paths::USER_INFO_BATCHGET, 3, 45009, 1);
+    let first = check(&app, CleanupAction::Blacklist, false).await;
+    assert!(first.stopped.as_deref().unwrap().contains("45009"));
+    let blacklisted: Vec<String> = app
         .sandbox
-        .tag_batches()
+        .blacklist_batches()
         .into_iter()
-        .flat_map(|(_, openids)| openids)
+        .flatten()
         .collect();
-    assert_eq!(tagged.len(), expected_non_compliant(COUNT).len());
+    assert_eq!(blacklisted.len() % 20, 0);
+    assert_eq!(first.non_compliant, blacklisted);
+    assert!(first.counts.checked < 300);
+    let resume_after = first.resume_after.clone().expect("a resume point");
+
+    let second = check(&app, CleanupAction::Blacklist, false).await;
+    assert_eq!(second.stopped, None);
+    assert_eq!(second.resumed_after, Some(resume_after));
+    assert_eq!(first.counts.checked + second.counts.checked, COUNT as u64);
+    let all: Vec<String> = app
+        .sandbox
+        .blacklist_batches()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(all, expected_non_compliant(COUNT));
+}
+
+#[tokio::test]
+async fn a_dry_run_neither_uses_nor_moves_the_resume_point() {
+    const COUNT: usize = 3_000;
+    let app = app_with_followers(COUNT).await;
+    app.sandbox.fail_after(paths::BATCH_TAGGING, 5, 45009, 1);
+    let stopped = check(&app, CleanupAction::Tag, false).await;
+    let resume_after = stopped.resume_after.clone().expect("a resume point");
+    let changes_before: Vec<usize> = CHANGING_APIS
+        .iter()
+        .map(|api| app.sandbox.calls_to(api))
+        .collect();
+
+    let dry = check(&app, CleanupAction::Tag, true).await;
+    assert_eq!(dry.resumed_after, None, "a dry run looks at everyone");
+    assert_eq!(dry.counts.checked, COUNT as u64);
+    assert_eq!(dry.non_compliant, expected_non_compliant(COUNT));
+    assert_eq!(dry.resume_after, None);
+    let changes_after: Vec<usize> = CHANGING_APIS
+        .iter()
+        .map(|api| app.sandbox.calls_to(api))
+        .collect();
+    assert_eq!(
+        changes_before, changes_after,
+        "a dry run changes nothing upstream"
+    );
+    let row = stored(&app, &dry).await;
+    assert_eq!((row.resume_after, row.resumed_after), (None, None));
+    assert_eq!(
+        app.state.store.check_resume_point().await.unwrap(),
+        Some(resume_after.clone())
+    );
+
+    // The next real run still resumes where the stopped one left off.
+    let resumed = check(&app, CleanupAction::Tag, false).await;
+    assert_eq!(resumed.resumed_after, Some(resume_after));
+    assert_eq!(tagged(&app), expected_non_compliant(COUNT));
+}
+
+#[tokio::test]
+async fn a_resume_point_that_left_restarts_from_the_beginning() {
+    let app = app_with_followers(200).await;
+    app.sandbox.fail_after(paths::BATCH_TAGGING, 1, 45009, 1);
+    let stopped = check(&app, CleanupAction::Tag, false).await;
+    assert!(stopped.resume_after.is_some());
+    // The follower at the resume point is gone from WeChat's list: user/get refuses
+    // it (40003), as WeChat does for an openid it does not know.
+    app.sandbox.fail_next(paths::USER_GET, 40003, 1);
+    let next = check(&app, CleanupAction::Tag, false).await;
+    assert_eq!(next.stopped, None);
+    assert_eq!(next.resumed_after, None);
+    assert_eq!(next.counts.checked, 200);
 }
 
 #[tokio::test]
 async fn one_run_at_a_time() {
     let app = app_with_followers(10).await;
-    let lock = CacheLock::try_acquire(
-        &app.state.cache,
-        "job:followers:lock",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-    .expect("free");
+    let lock = CacheLock::try_acquire(&app.state.cache, LOCK_KEY, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("free");
     let refused = try_check(&app, CleanupAction::Tag, false).await;
     assert!(
         matches!(refused, Err(CheckError::AlreadyRunning)),
         "{refused:?}"
     );
     assert_eq!(app.sandbox.calls_to(paths::USER_GET), 0);
+    let (runs, _) = app.state.store.check_runs(10, 0).await.unwrap();
+    assert!(runs.is_empty(), "a refused run leaves no row");
     lock.release().await.unwrap();
     assert!(try_check(&app, CleanupAction::Tag, true).await.is_ok());
 }

@@ -27,7 +27,7 @@ pub async fn list(
         .fee_items_of(student.id)
         .await
         .map_err(anyhow::Error::from)?;
-    let list = FeeList::from_records(&records);
+    let list = FeeList::from_records(&records, state.clock.now());
     let notice = session.data.notice.take();
     if notice.is_some() {
         state
@@ -92,7 +92,7 @@ pub(super) async fn payable_selection(
         .fee_items_of(student.id)
         .await
         .map_err(anyhow::Error::from)?;
-    let list = FeeList::from_records(&records);
+    let list = FeeList::from_records(&records, state.clock.now());
     let payable: Vec<FeeLine> = list.payable.into_values().flatten().collect();
     let mut chosen = Vec::with_capacity(ticked.items.len());
     for id in &ticked.items {

@@ -9,7 +9,7 @@ mod oauth;
 mod password;
 mod paying;
 mod portal;
-mod remark;
+pub(crate) mod remark;
 mod signin;
 
 use axum::Router;

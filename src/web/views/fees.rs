@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::{Surface, alerts, card_class, office_note, page};
+use crate::domain::fee_item::deferral_date;
 use crate::domain::money::Fen;
 use crate::store::{FeeItemRecord, FeeItemStatus};
 
@@ -25,7 +27,15 @@ pub struct FeeList {
     /// Academic year → items payable now, oldest year first.
     pub payable: BTreeMap<String, Vec<FeeLine>>,
     /// Items that cannot be ticked: paid, waived, deferred.
-    pub settled: Vec<FeeLine>,
+    pub settled: Vec<SettledLine>,
+}
+
+/// An item that cannot be paid now, and for a deferred one the date its deferral
+/// runs to (`2026-12-31`, Beijing time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledLine {
+    pub line: FeeLine,
+    pub deferred_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,28 +48,40 @@ pub struct FeeLine {
 }
 
 impl FeeList {
-    pub fn from_records(records: &[FeeItemRecord]) -> FeeList {
+    /// The items as they stand at `now`: a deferral whose date has passed is owed
+    /// again, shown and payable as 待缴.
+    pub fn from_records(records: &[FeeItemRecord], now: DateTime<Utc>) -> FeeList {
         let mut list = FeeList::default();
         for record in records {
+            let payable = record.payable_now(now);
             let line = FeeLine {
                 id: record.id,
                 academic_year: record.academic_year.clone(),
                 item: record.item.clone(),
                 amount: Fen(record.amount_fen),
-                status: status_label(record.status),
+                status: if payable {
+                    "待缴"
+                } else {
+                    status_label(record.status)
+                },
             };
             // An item in an unfinished payment is still owed: the student may pay it
             // again (the old order is closed at its channel first).
-            if matches!(
-                record.status,
-                FeeItemStatus::Unpaid | FeeItemStatus::InOrder
-            ) {
+            if payable || record.status == FeeItemStatus::InOrder {
                 list.payable
                     .entry(record.academic_year.clone())
                     .or_default()
                     .push(line);
             } else {
-                list.settled.push(line);
+                let deferred_until = record
+                    .deferral_holds(now)
+                    .then_some(record.deferred_until)
+                    .flatten()
+                    .map(deferral_date);
+                list.settled.push(SettledLine {
+                    line,
+                    deferred_until,
+                });
             }
         }
         list
@@ -158,11 +180,15 @@ pub fn fee_list(
                 @if !list.settled.is_empty() {
                     p class="cells-title" { "其他项目" }
                     div class="cells" id="settled" {
-                        @for line in &list.settled {
+                        @for settled in &list.settled {
+                            @let line = &settled.line;
                             div class="cell" {
                                 span class="item" style="flex:1" { (line.academic_year) " " (line.item) }
                                 span class="amount" { "¥" (line.amount) }
-                                span class="status" { (line.status) }
+                                span class="status" {
+                                    (line.status)
+                                    @if let Some(until) = &settled.deferred_until { "，至 " (until) }
+                                }
                             }
                         }
                     }
@@ -229,8 +255,6 @@ pub fn confirm(
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
 
     fn record(id: i64, year: &str, item: &str, fen: i64, status: FeeItemStatus) -> FeeItemRecord {
@@ -247,30 +271,58 @@ mod tests {
 
     #[test]
     fn payable_items_group_by_year_and_the_rest_are_listed_apart() {
-        let list = FeeList::from_records(&[
-            record(1, "2026-2027", "学费", 450_000, FeeItemStatus::Unpaid),
-            record(2, "2025-2026", "住宿费", 120_000, FeeItemStatus::Unpaid),
-            record(3, "2026-2027", "住宿费", 120_000, FeeItemStatus::Paid),
-            record(4, "2026-2027", "教材费", 35_050, FeeItemStatus::Unpaid),
-        ]);
+        let list = FeeList::from_records(
+            &[
+                record(1, "2026-2027", "学费", 450_000, FeeItemStatus::Unpaid),
+                record(2, "2025-2026", "住宿费", 120_000, FeeItemStatus::Unpaid),
+                record(3, "2026-2027", "住宿费", 120_000, FeeItemStatus::Paid),
+                record(4, "2026-2027", "教材费", 35_050, FeeItemStatus::Unpaid),
+            ],
+            Utc::now(),
+        );
         let years: Vec<_> = list.payable.keys().cloned().collect();
         assert_eq!(years, ["2025-2026", "2026-2027"]);
         assert_eq!(list.total_payable(), Fen(605_050));
         assert_eq!(list.settled.len(), 1);
-        assert_eq!(list.settled[0].status, "已缴");
+        assert_eq!(list.settled[0].line.status, "已缴");
     }
 
     #[test]
     fn an_item_in_an_unfinished_payment_is_still_owed() {
-        let list =
-            FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::InOrder)]);
+        let list = FeeList::from_records(
+            &[record(1, "2026-2027", "学费", 1, FeeItemStatus::InOrder)],
+            Utc::now(),
+        );
         assert!(!list.owes_nothing());
         assert_eq!(list.total_payable(), Fen(1));
     }
 
     #[test]
+    fn a_deferred_item_waits_until_its_date_then_is_owed_again() {
+        let now = Utc::now();
+        let mut deferred = record(1, "2026-2027", "学费", 450_000, FeeItemStatus::Deferred);
+        deferred.deferred_until = Some(now + chrono::Duration::days(30));
+        let list = FeeList::from_records(std::slice::from_ref(&deferred), now);
+        assert!(list.owes_nothing());
+        assert_eq!(list.settled[0].line.status, "缓缴（绿色通道）");
+        let until = deferral_date(now + chrono::Duration::days(30));
+        assert_eq!(
+            list.settled[0].deferred_until.as_deref(),
+            Some(until.as_str())
+        );
+
+        let later = FeeList::from_records(&[deferred], now + chrono::Duration::days(31));
+        assert_eq!(later.total_payable(), Fen(450_000));
+        assert_eq!(later.payable["2026-2027"][0].status, "待缴");
+        assert!(later.settled.is_empty());
+    }
+
+    #[test]
     fn nothing_payable_means_no_arrears() {
-        let list = FeeList::from_records(&[record(1, "2026-2027", "学费", 1, FeeItemStatus::Paid)]);
+        let list = FeeList::from_records(
+            &[record(1, "2026-2027", "学费", 1, FeeItemStatus::Paid)],
+            Utc::now(),
+        );
         assert!(list.owes_nothing());
         let page = fee_list(
             Surface::Mobile,
@@ -293,8 +345,10 @@ mod tests {
 
     #[test]
     fn the_list_escapes_what_the_import_wrote() {
-        let list =
-            FeeList::from_records(&[record(1, "2026-2027", "<script>", 1, FeeItemStatus::Unpaid)]);
+        let list = FeeList::from_records(
+            &[record(1, "2026-2027", "<script>", 1, FeeItemStatus::Unpaid)],
+            Utc::now(),
+        );
         let page =
             confirm(Surface::Pc, "学校", "t", &list.payable["2026-2027"], None).into_string();
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"));

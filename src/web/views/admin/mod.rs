@@ -2,7 +2,12 @@
 //! tables that read well on a PC, forms that carry the CSRF token. Views take plain
 //! data and return markup; they never touch the store or the session.
 
+pub mod arrears;
 pub mod audit;
+pub mod fees;
+pub mod followers;
+pub mod payments;
+pub mod students;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -149,9 +154,9 @@ pub fn sign_in(school: &str, csrf: &str, error: Option<&str>, username: &str) ->
                     (flash(error, None))
                     form method="post" action="/admin/login" {
                         (csrf_field(csrf))
-                        label { "用户名" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
-                        label { "密码" input type="password" name="password" autocomplete="current-password" required; }
-                        button type="submit" class="btn" { "登录" }
+                        label { "用户名" input id="username" type="text" name="username" value=(username) autocomplete="username" required autofocus; }
+                        label { "密码" input id="password" type="password" name="password" autocomplete="current-password" required; }
+                        button id="sign-in" type="submit" class="btn" { "登录" }
                     }
                 }
             }
@@ -166,7 +171,7 @@ pub fn yuan(fen: i64) -> Markup {
     let whole = (fen / 100).to_string();
     let mut grouped = String::new();
     for (index, digit) in whole.chars().enumerate() {
-        if index > 0 && (whole.len() - index) % 3 == 0 {
+        if index > 0 && (whole.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

@@ -1,0 +1,443 @@
+//! The payments pages: the order list with its filters and totals, one order with its
+//! items and notifications, and the exceptions to resolve.
+
+use maud::{Markup, html};
+use url::form_urlencoded;
+
+use super::{beijing, csrf_field, flash, pager, yuan};
+use crate::domain::id_card::IdCardNumber;
+use crate::store::{
+    ExceptionList, NotificationChannel, NotificationRecord, NotificationVerdict, OrderStatus,
+    PaymentChannel, PaymentDetail, PaymentRow, PaymentTotals, Resolution,
+};
+
+/// The longest resolution note, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// The channels as the filter and the export name them: code, label.
+pub const CHANNELS: [(PaymentChannel, &str); 5] = [
+    (PaymentChannel::WechatJsapi, "wechat_jsapi"),
+    (PaymentChannel::WechatNative, "wechat_native"),
+    (PaymentChannel::Alipay, "alipay"),
+    (PaymentChannel::AbcPage, "abc_page"),
+    (PaymentChannel::AbcScan, "abc_scan"),
+];
+
+/// The order states as the filter names them.
+pub const STATUSES: [(OrderStatus, &str); 4] = [
+    (OrderStatus::Created, "created"),
+    (OrderStatus::Paid, "paid"),
+    (OrderStatus::Closed, "closed"),
+    (OrderStatus::Refunded, "refunded"),
+];
+
+pub fn channel_label(channel: PaymentChannel) -> &'static str {
+    match channel {
+        PaymentChannel::WechatJsapi => "微信（公众号内）",
+        PaymentChannel::WechatNative => "微信（扫码）",
+        PaymentChannel::Alipay => "支付宝",
+        PaymentChannel::AbcPage => "中国农业银行（网页）",
+        PaymentChannel::AbcScan => "中国农业银行（扫码）",
+    }
+}
+
+pub fn status_label(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Created => "待支付",
+        OrderStatus::Paid => "已支付",
+        OrderStatus::Closed => "已关闭",
+        OrderStatus::Refunded => "已退款",
+    }
+}
+
+fn notification_channel_label(channel: NotificationChannel) -> &'static str {
+    match channel {
+        NotificationChannel::Wechat => "微信支付",
+        NotificationChannel::Alipay => "支付宝",
+        NotificationChannel::Abc => "中国农业银行",
+    }
+}
+
+fn verdict_label(verdict: NotificationVerdict) -> Markup {
+    html! {
+        @match verdict {
+            NotificationVerdict::Accepted => span class="badge ok" { "已入账" },
+            NotificationVerdict::Duplicate => span class="badge" { "重复通知" },
+            NotificationVerdict::Refused => span class="badge warn" { "已拒绝" },
+        }
+    }
+}
+
+/// Why a notification was refused, from the label the notify path stored.
+pub fn reason_label(reason: &str) -> &str {
+    match reason {
+        "signature" | "bad_signature" => "签名验证失败（可能伪造）",
+        "signature_probe" => "签名探测请求",
+        "signature_headers" | "unsigned" | "sign_type" => "缺少或错误的签名信息",
+        "unknown_serial" => "未知的平台公钥",
+        "certificate_expired" => "平台证书已过期",
+        "stale" => "时间戳过期（可能是重放）",
+        "malformed" | "missing_field" => "格式错误",
+        "decrypt" => "无法解密",
+        "event" => "非支付成功事件",
+        "not_ours" => "商户号或应用号不符",
+        "not_paid" => "通知的交易未支付",
+        "amount" => "金额与订单不符",
+        "unknown_order" => "没有这个订单",
+        "not_configured" => "该渠道未开通",
+        "exception" => "需人工核对",
+        other => other,
+    }
+}
+
+/// The ID number as lists show it: the birth date hidden.
+pub fn masked_id_card(id_card: &str) -> String {
+    IdCardNumber::parse(id_card)
+        .map(|id| id.masked())
+        .unwrap_or_else(|_| "******************".to_owned())
+}
+
+/// The filters as typed (the form is filled back in with them, links carry them).
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    pub status: &'a str,
+    pub channel: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub q: &'a str,
+}
+
+impl Filter<'_> {
+    /// The query string of these filters, plus `extra`.
+    pub fn query(&self, extra: &[(&str, &str)]) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("status", self.status),
+            ("channel", self.channel),
+            ("from", self.from),
+            ("to", self.to),
+            ("q", self.q),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(name, value);
+            }
+        }
+        for (name, value) in extra {
+            query.append_pair(name, value);
+        }
+        query.finish()
+    }
+}
+
+pub struct ListPage<'a> {
+    pub filter: Filter<'a>,
+    pub error: Option<&'a str>,
+    pub rows: &'a [PaymentRow],
+    pub totals: PaymentTotals,
+    pub page: u64,
+    pub per_page: u64,
+    pub open_exceptions: u64,
+}
+
+pub fn list(view: &ListPage<'_>) -> Markup {
+    let filter = &view.filter;
+    let link = |page: u64| {
+        format!(
+            "/admin/payments?{}",
+            filter.query(&[("page", &page.to_string())])
+        )
+    };
+    html! {
+        (flash(view.error, None))
+        div class="actions" {
+            a class="btn secondary small" href="/admin/payments/exceptions" {
+                "异常待处理 "
+                @if view.open_exceptions > 0 { span class="badge warn" id="open-exceptions" { (view.open_exceptions) } }
+                @else { span class="badge ok" id="open-exceptions" { "0" } }
+            }
+            a class="btn small" id="export" href={ "/admin/payments/export.csv?" (filter.query(&[])) } { "导出 CSV（当前筛选的全部订单）" }
+        }
+        form method="get" action="/admin/payments" class="filters" {
+            label { "状态"
+                select name="status" {
+                    option value="" { "全部" }
+                    @for (status, code) in STATUSES {
+                        option value=(code) selected[filter.status == code] { (status_label(status)) }
+                    }
+                }
+            }
+            label { "渠道"
+                select name="channel" {
+                    option value="" { "全部" }
+                    @for (channel, code) in CHANNELS {
+                        option value=(code) selected[filter.channel == code] { (channel_label(channel)) }
+                    }
+                }
+            }
+            label { "下单日期从（北京时间）" input type="date" name="from" value=(filter.from); }
+            label { "到（含）" input type="date" name="to" value=(filter.to); }
+            label { "订单号 / 渠道交易号" input type="text" name="q" value=(filter.q) placeholder="可输入部分"; }
+            button type="submit" class="btn small" { "筛选" }
+        }
+        p class="totals" id="payment-totals" {
+            "符合条件的订单 " strong { (view.totals.orders) } " 笔，其中已支付 "
+            strong { (view.totals.paid_orders) } " 笔，合计 "
+            strong id="paid-sum" { (yuan(view.totals.paid_fen)) } " 元。"
+            span class="hint" { "日期按下单时间（北京时间）筛选。" }
+        }
+        table class="grid payments" {
+            thead { tr {
+                th { "订单号" } th { "学生" } th { "渠道" } th class="num" { "金额（元）" }
+                th { "状态" } th { "下单时间" } th { "支付时间" } th { "渠道交易号" } th { "异常" }
+            } }
+            tbody {
+                @for row in view.rows {
+                    tr {
+                        td class="nowrap" { a href={ "/admin/payments/" (row.out_trade_no) } { (row.out_trade_no) } }
+                        td { (student_cell(row)) }
+                        td class="nowrap" { (channel_label(row.channel)) }
+                        td class="num" { (yuan(row.amount_fen)) }
+                        td class="nowrap" { (status_label(row.status)) }
+                        td class="nowrap" { (beijing(row.created_at)) }
+                        td class="nowrap" { @if let Some(paid) = row.paid_at { (beijing(paid)) } }
+                        td { @if let Some(number) = &row.channel_trade_no { code { (number) } } }
+                        td { (exception_badge(row)) }
+                    }
+                }
+                @if view.rows.is_empty() { tr { td colspan="9" class="empty" { "没有符合条件的订单" } } }
+            }
+        }
+        (pager(view.page, view.per_page, view.totals.orders, link))
+    }
+}
+
+fn student_cell(row: &PaymentRow) -> Markup {
+    html! {
+        a href={ "/admin/students/" (row.student_id) } { (row.student_name) }
+        br;
+        span class="muted nowrap" { (masked_id_card(&row.id_card)) }
+    }
+}
+
+fn exception_badge(row: &PaymentRow) -> Markup {
+    html! {
+        @if let Some(exception) = &row.exception {
+            @if row.resolution.is_some() {
+                span class="badge ok" title=(exception) { "异常已处理" }
+            } @else {
+                span class="badge warn" title=(exception) { "异常" }
+            }
+        }
+    }
+}
+
+pub fn detail(detail: &PaymentDetail, can_change: bool, csrf: &str) -> Markup {
+    let order = &detail.order;
+    html! {
+        div class="actions" { a class="btn secondary small" href="/admin/payments" { "返回缴费记录" } }
+        div class="panel" {
+            dl {
+                dt { "订单号" } dd id="order-number" { (order.out_trade_no) }
+                dt { "学生" } dd { (student_cell(order)) " " (order.grade) "级 " (order.class_name) }
+                dt { "渠道" } dd { (channel_label(order.channel)) }
+                dt { "金额" } dd { (yuan(order.amount_fen)) " 元" }
+                dt { "状态" } dd id="order-status" { (status_label(order.status)) }
+                dt { "下单时间" } dd { (beijing(order.created_at)) }
+                dt { "支付截止" } dd { (beijing(detail.expires_at)) }
+                dt { "支付时间" } dd { @if let Some(at) = order.paid_at { (beijing(at)) } @else { "—" } }
+                dt { "关闭时间" } dd { @if let Some(at) = order.closed_at { (beijing(at)) } @else { "—" } }
+                dt { "渠道交易号" } dd { @if let Some(number) = &order.channel_trade_no { code { (number) } } @else { "—" } }
+                dt { "付款人 openid" } dd { @if let Some(openid) = &detail.payer_openid { code { (openid) } } @else { "—" } }
+                dt { "商品描述" } dd { (detail.description.as_deref().unwrap_or("—")) }
+            }
+        }
+        @if let Some(exception) = &order.exception {
+            h2 { "异常" }
+            div class="panel" id="order-exception" {
+                p { span class="badge warn" { "异常" } " " (exception) }
+                @if let Some(resolution) = &order.resolution {
+                    (resolution_line(resolution))
+                } @else if can_change {
+                    (resolve_form(&format!("/admin/payments/exceptions/order/{}/resolve", order.id), csrf))
+                } @else {
+                    p class="muted" { "尚未处理" }
+                }
+            }
+        }
+        h2 { "缴费项目" }
+        table class="grid" id="order-items" {
+            thead { tr { th { "学年" } th { "项目" } th class="num" { "金额（元）" } } }
+            tbody {
+                @for line in &detail.lines {
+                    tr { td { (line.academic_year) } td { (line.item) } td class="num" { (yuan(line.amount_fen)) } }
+                }
+            }
+        }
+        h2 { "支付通知" }
+        table class="grid" id="order-notifications" {
+            thead { tr { th { "收到时间" } th { "来自" } th { "结果" } th { "原因" } th { "原文" } } }
+            tbody {
+                @for notification in &detail.notifications {
+                    tr {
+                        td class="nowrap" { (beijing(notification.received_at)) }
+                        td class="nowrap" { (notification_channel_label(notification.channel)) }
+                        td { (verdict_label(notification.verdict)) }
+                        td { @if let Some(reason) = &notification.reason { (reason_label(reason)) } }
+                        td { (raw_body(notification)) }
+                    }
+                }
+                @if detail.notifications.is_empty() { tr { td colspan="5" class="empty" { "尚未收到通知" } } }
+            }
+        }
+    }
+}
+
+/// How much of a raw body a page shows (a refused one may be 64 KiB of noise).
+const RAW_BODY_SHOWN: usize = 4000;
+
+fn raw_body(notification: &NotificationRecord) -> Markup {
+    let body = &notification.raw_body;
+    let shown: String = body.chars().take(RAW_BODY_SHOWN).collect();
+    html! {
+        details {
+            summary { "查看原文（" (body.len()) " 字节）" }
+            pre class="raw" { (shown) @if shown.len() < body.len() { "…" } }
+        }
+    }
+}
+
+fn resolution_line(resolution: &Resolution) -> Markup {
+    html! {
+        p class="resolution" {
+            span class="badge ok" { "已处理" } " "
+            (resolution.by) "，" (beijing(resolution.at)) "：" (resolution.note)
+        }
+    }
+}
+
+fn resolve_form(action: &str, csrf: &str) -> Markup {
+    html! {
+        form method="post" action=(action) class="resolve" {
+            (csrf_field(csrf))
+            label { "处理说明（必填，不超过" (MAX_NOTE_CHARS) "字）"
+                textarea name="note" rows="2" maxlength=(MAX_NOTE_CHARS) required {}
+            }
+            button type="submit" class="btn small" { "标记为已处理" }
+        }
+    }
+}
+
+pub struct ExceptionsPage<'a> {
+    pub open: &'a ExceptionList,
+    pub resolved: &'a ExceptionList,
+    pub can_change: bool,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+pub fn exceptions(view: &ExceptionsPage<'_>) -> Markup {
+    let open = view.open;
+    html! {
+        (flash(view.error, view.notice))
+        div class="actions" { a class="btn secondary small" href="/admin/payments" { "返回缴费记录" } }
+        h2 { "待处理的订单异常（" (open.orders_total) "）" }
+        p class="hint" { "订单关闭后才收到的支付、金额不符、重复支付：核对渠道账单后写明处理结果。" }
+        (order_exceptions(&open.orders, view.can_change.then_some(view.csrf), "open-order-exceptions"))
+        h2 { "被拒绝的支付通知（" (open.notifications_total) "）" }
+        p class="hint" { "签名不符（可能伪造）、没有这个订单、金额不符等，均未入账。" }
+        (notification_exceptions(&open.notifications, view.can_change.then_some(view.csrf), "open-notifications"))
+        h2 { "已处理" }
+        (order_exceptions(&view.resolved.orders, None, "resolved-order-exceptions"))
+        (notification_exceptions(&view.resolved.notifications, None, "resolved-notifications"))
+    }
+}
+
+/// `csrf` is given when the rows get a resolve form.
+fn order_exceptions(rows: &[PaymentRow], csrf: Option<&str>, id: &str) -> Markup {
+    html! {
+        table class="grid" id=(id) {
+            thead { tr {
+                th { "订单号" } th { "学生" } th { "渠道" } th class="num" { "金额（元）" } th { "状态" }
+                th { "支付时间" } th { "异常" } th { "处理" }
+            } }
+            tbody {
+                @for row in rows {
+                    tr {
+                        td class="nowrap" { a href={ "/admin/payments/" (row.out_trade_no) } { (row.out_trade_no) } }
+                        td { (student_cell(row)) }
+                        td class="nowrap" { (channel_label(row.channel)) }
+                        td class="num" { (yuan(row.amount_fen)) }
+                        td class="nowrap" { (status_label(row.status)) }
+                        td class="nowrap" { @if let Some(at) = row.paid_at { (beijing(at)) } }
+                        td { (row.exception.as_deref().unwrap_or_default()) }
+                        td {
+                            @if let Some(resolution) = &row.resolution { (resolution_line(resolution)) }
+                            @else if let Some(csrf) = csrf {
+                                (resolve_form(&format!("/admin/payments/exceptions/order/{}/resolve", row.id), csrf))
+                            }
+                        }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="8" class="empty" { "没有" } } }
+            }
+        }
+    }
+}
+
+fn notification_exceptions(rows: &[NotificationRecord], csrf: Option<&str>, id: &str) -> Markup {
+    html! {
+        table class="grid" id=(id) {
+            thead { tr { th { "收到时间" } th { "来自" } th { "订单号" } th { "原因" } th { "原文" } th { "处理" } } }
+            tbody {
+                @for row in rows {
+                    tr {
+                        td class="nowrap" { (beijing(row.received_at)) }
+                        td class="nowrap" { (notification_channel_label(row.channel)) }
+                        td class="nowrap" {
+                            @match (&row.out_trade_no, row.order_id) {
+                                (Some(number), Some(_)) => a href={ "/admin/payments/" (number) } { (number) },
+                                (Some(number), None) => (number),
+                                (None, _) => "—",
+                            }
+                        }
+                        td { (row.reason.as_deref().map(reason_label).unwrap_or("—")) }
+                        td { (raw_body(row)) }
+                        td {
+                            @if let Some(resolution) = &row.resolution { (resolution_line(resolution)) }
+                            @else if let Some(csrf) = csrf {
+                                (resolve_form(&format!("/admin/payments/exceptions/notification/{}/resolve", row.id), csrf))
+                            }
+                        }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="6" class="empty" { "没有" } } }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_links_carry_only_what_was_set() {
+        let filter = Filter {
+            status: "paid",
+            q: "CP2026 01",
+            ..Filter::default()
+        };
+        assert_eq!(
+            filter.query(&[("page", "2")]),
+            "status=paid&q=CP2026+01&page=2"
+        );
+        assert_eq!(Filter::default().query(&[]), "");
+    }
+
+    #[test]
+    fn ids_are_masked_and_bad_ones_hidden_entirely() {
+        assert_eq!(masked_id_card("11010519491231002X"), "110105********002X");
+        assert_eq!(masked_id_card("not an id"), "******************");
+    }
+}
