@@ -144,6 +144,30 @@ mod tests {
         assert!(!follows("汽修1班张三26"));
     }
 
+    /// The remarks the issue names, as followers really write them.
+    #[test]
+    fn real_looking_remarks() {
+        let zhang_san_2018 = |remark| remark_follows_rule(remark, 2018, "汽修", "张三");
+        assert!(zhang_san_2018("18汽修张三"));
+        assert!(zhang_san_2018("18 汽修 张三"), "spaces are left out");
+        // 级 is not part of the rule: the office asks for exactly grade+class+name.
+        assert!(!zhang_san_2018("18级汽修 张三"));
+        assert!(!zhang_san_2018("张三"));
+        assert!(!zhang_san_2018("18汽修张三😀"), "an emoji after the name");
+        assert!(!zhang_san_2018("😀"));
+        assert!(remark_follows_rule(
+            "26汽修1班李四",
+            2026,
+            "汽修1班",
+            "李四"
+        ));
+        // 21 bytes: what the rule would shorten is not accepted whole either way round.
+        let long = "26汽修1班李四四";
+        assert_eq!(long.len(), 21);
+        assert!(!remark_follows_rule(long, 2026, "汽修1班", "李四"));
+        assert!(remark_follows_rule(long, 2026, "汽修1班", "李四四"));
+    }
+
     #[test]
     fn a_four_digit_grade_that_starts_like_the_short_one() {
         // Grade 2020: "20" is a prefix of "2020", and both forms must be tried.

@@ -218,7 +218,7 @@ fn change_forms(page: &StudentPage<'_>) -> Markup {
 fn fees_table(fees: &[StudentFeeRow]) -> Markup {
     html! {
         table class="grid" id="fees" {
-            thead { tr { th { "学年" } th { "项目" } th class="num" { "金额（元）" } th { "状态" } th { "备注" } } }
+            thead { tr { th { "学年" } th { "项目" } th class="num" { "金额（元）" } th { "状态" } th { "备注" } th {} } }
             tbody {
                 @for fee in fees {
                     tr {
@@ -230,9 +230,11 @@ fn fees_table(fees: &[StudentFeeRow]) -> Markup {
                             @if let Some(until) = fee.deferred_until { " 至 " (beijing_date(until)) }
                         }
                         td { (fee.note.as_deref().unwrap_or("")) }
+                        // Waive, defer and restore live on the item's own page.
+                        td { a href=(format!("/admin/fees/items/{}", fee.id)) { "减免/缓缴" } }
                     }
                 }
-                @if fees.is_empty() { tr { td colspan="5" class="empty" { "没有收费项目" } } }
+                @if fees.is_empty() { tr { td colspan="6" class="empty" { "没有收费项目" } } }
             }
         }
     }
