@@ -600,28 +600,7 @@ async fn items_paid_or_in_an_open_order_are_not_waived_or_deferred() {
 /// 张三 signs in on the PC portal again with the password chosen at first login.
 async fn student_signs_in_again(app: &TestApp) -> Browser<'_> {
     let mut browser = Browser::new(app);
-    let page = browser.get("/").await;
-    let (status, _) = browser.get_bytes("/captcha").await;
-    assert_eq!(status, StatusCode::OK);
-    let session = browser.session.clone().expect("a session");
-    let answer = app
-        .state
-        .cache
-        .get(&campus_pay::web::students::captcha_key(&session))
-        .await
-        .expect("cache")
-        .expect("captcha answer");
-    let signed_in = browser
-        .post(
-            "/login",
-            &[
-                ("csrf", &page.csrf()),
-                ("id_card", ZHANG_SAN),
-                ("password", NEW_PASSWORD),
-                ("captcha", &answer),
-            ],
-        )
-        .await;
+    let signed_in = browser.pc_login(ZHANG_SAN, NEW_PASSWORD).await;
     assert!(
         signed_in.redirects_to("/fees"),
         "{:?} {}",

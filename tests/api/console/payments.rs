@@ -219,8 +219,14 @@ async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
     assert!(order.exception.is_some(), "paid after close: {order:?}");
     assert_eq!(order.status, OrderStatus::Paid);
 
-    // A viewer sees them, without forms.
+    // A viewer sees them, without forms; the first page counts them.
     let mut viewer = app.console_as(VIEWER, AdminRole::Viewer).await;
+    let home = viewer.get("/admin").await;
+    assert!(
+        home.body.contains("1 笔订单，1 条被拒通知"),
+        "{}",
+        home.body
+    );
     let seen = viewer.get("/admin/payments/exceptions").await;
     assert_eq!(seen.status, StatusCode::OK);
     let open_orders = table(&seen.body, "open-order-exceptions");

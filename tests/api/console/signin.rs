@@ -14,6 +14,9 @@ async fn an_admin_signs_in_sees_the_console_and_signs_out() {
     let home = console.get("/admin").await;
     assert_eq!(home.status, StatusCode::OK);
     assert!(home.body.contains("缴费记录") && home.body.contains(FINANCE));
+    // What needs attention, on a fresh school: nothing.
+    assert!(home.body.contains("待处理异常") && home.body.contains("尚未运行"));
+    assert!(home.body.contains("0 名学生，共 0.00 元"), "{}", home.body);
     let signed_in = app.audit_rows("admin.sign_in").await;
     assert_eq!(signed_in.len(), 1);
     assert_eq!(signed_in[0].entry.actor, FINANCE);

@@ -221,28 +221,7 @@ impl<'a> Browser<'a> {
     /// first password change.
     pub async fn signed_in_pc(app: &'a TestApp, id_card: &str, initial: &str) -> Browser<'a> {
         let mut browser = Browser::new(app);
-        let page = browser.get("/").await;
-        let (status, _) = browser.get_bytes("/captcha").await;
-        assert_eq!(status, StatusCode::OK);
-        let session = browser.session.clone().expect("a session");
-        let answer = app
-            .state
-            .cache
-            .get(&campus_pay::web::students::captcha_key(&session))
-            .await
-            .expect("cache")
-            .expect("captcha answer");
-        let signed_in = browser
-            .post(
-                "/login",
-                &[
-                    ("csrf", &page.csrf()),
-                    ("id_card", id_card),
-                    ("password", initial),
-                    ("captcha", &answer),
-                ],
-            )
-            .await;
+        let signed_in = browser.pc_login(id_card, initial).await;
         assert!(
             signed_in.redirects_to("/password"),
             "{:?} {}",
@@ -251,6 +230,33 @@ impl<'a> Browser<'a> {
         );
         browser.choose_password("").await;
         browser
+    }
+
+    /// Posts the PC portal's login form (the captcha's answer read from the cache, as a
+    /// second instance would) and returns the answer.
+    pub async fn pc_login(&mut self, id_card: &str, password: &str) -> Page {
+        let page = self.get("/").await;
+        let (status, _) = self.get_bytes("/captcha").await;
+        assert_eq!(status, StatusCode::OK);
+        let session = self.session.clone().expect("a session");
+        let answer = self
+            .app
+            .state
+            .cache
+            .get(&campus_pay::web::students::captcha_key(&session))
+            .await
+            .expect("cache")
+            .expect("captcha answer");
+        self.post(
+            "/login",
+            &[
+                ("csrf", &page.csrf()),
+                ("id_card", id_card),
+                ("password", password),
+                ("captcha", &answer),
+            ],
+        )
+        .await
     }
 
     async fn choose_password(&mut self, prefix: &str) {
