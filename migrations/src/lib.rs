@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_initial_schema;
 mod m20261130_000001_order_payment_details;
 mod m20261201_000001_console;
+mod m20261201_000002_refunds_reconciliation_receipts;
 
 /// The ordered list of every migration campus-pay has ever had.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_initial_schema::Migration),
             Box::new(m20261130_000001_order_payment_details::Migration),
             Box::new(m20261201_000001_console::Migration),
+            Box::new(m20261201_000002_refunds_reconciliation_receipts::Migration),
         ]
     }
 }

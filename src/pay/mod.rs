@@ -84,9 +84,98 @@ pub enum ChannelError {
     Refused { code: String, message: String },
 }
 
+/// A refund asked of a channel. `out_refund_no` is ours and every retry of the same
+/// refund sends the same one (the channel then answers with the refund it already has).
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    pub out_trade_no: &'a str,
+    pub out_refund_no: &'a str,
+    /// What the order paid (WeChat Pay wants both).
+    pub total_fen: i64,
+    pub refund_fen: i64,
+    pub reason: &'a str,
+    /// Where the channel sends the refund's outcome (WeChat Pay), if it does.
+    pub notify_url: &'a str,
+}
+
+/// A refund as the channel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundState {
+    /// Accepted, money on its way.
+    Processing { channel_refund_no: Option<String> },
+    Succeeded {
+        channel_refund_no: String,
+        succeeded_at: DateTime<Utc>,
+    },
+    /// Refused or abnormal (`ABNORMAL`, `CLOSED`): the office must act.
+    Failed { reason: String },
+    /// The channel does not know this refund number.
+    NotFound,
+}
+
+/// One line of a channel's daily bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillLine {
+    pub out_trade_no: String,
+    pub channel_trade_no: String,
+    pub kind: BillLineKind,
+    /// Paid (a payment) or refunded (a refund), in fen, positive.
+    pub amount_fen: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BillLineKind {
+    Payment,
+    Refund { out_refund_no: String },
+}
+
+/// Why a bill could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BillError {
+    /// The channel has no bill for that day (yet, or no trade on it).
+    #[error("no bill for that day")]
+    NoBill,
+    /// The file does not match its published hash, or cannot be read.
+    #[error("the bill is corrupt: {0}")]
+    Corrupt(String),
+    #[error("this channel offers no bill download")]
+    Unsupported,
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+}
+
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {
     async fn prepay(&self, order: &PrepayOrder<'_>) -> Result<Prepaid, ChannelError>;
     async fn query(&self, out_trade_no: &str) -> Result<ChannelState, ChannelError>;
     async fn close(&self, out_trade_no: &str) -> Result<Closed, ChannelError>;
+
+    /// Asks for a refund. Idempotent by `out_refund_no` at the channel.
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
+        let _ = request;
+        Err(ChannelError::Refused {
+            code: "UNSUPPORTED".into(),
+            message: "this channel has no refund interface here".into(),
+        })
+    }
+
+    /// Where a refund stands.
+    async fn query_refund(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ChannelError> {
+        let _ = (out_trade_no, out_refund_no);
+        Err(ChannelError::Refused {
+            code: "UNSUPPORTED".into(),
+            message: "this channel has no refund interface here".into(),
+        })
+    }
+
+    /// Every payment and refund of `day` (a Beijing day), from the channel's bill.
+    async fn bill(&self, day: chrono::NaiveDate) -> Result<Vec<BillLine>, BillError> {
+        let _ = day;
+        Err(BillError::Unsupported)
+    }
 }

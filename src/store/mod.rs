@@ -52,7 +52,7 @@ pub use self::console_students::{
 };
 pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
-    PaymentChannel,
+    PaymentChannel, RefundKind, RefundStatus,
 };
 pub use self::fees::FeeItemRecord;
 pub use self::follower_check::{

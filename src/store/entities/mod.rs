@@ -10,10 +10,17 @@ pub mod followers;
 pub mod order_items;
 pub mod orders;
 pub mod payment_notifications;
+#[allow(dead_code, reason = "issue 7 is being built")]
+pub mod reconciliation_lines;
+#[allow(dead_code, reason = "issue 7 is being built")]
+pub mod reconciliation_runs;
+#[allow(dead_code, reason = "issue 7 is being built")]
+pub mod refunds;
 pub mod students;
 
 pub use admins::AdminRole;
 pub use fee_items::FeeItemStatus;
 pub use orders::{OrderStatus, PaymentChannel};
 pub use payment_notifications::{NotificationChannel, NotificationVerdict};
+pub use refunds::{RefundKind, RefundStatus};
 pub use students::Gender;

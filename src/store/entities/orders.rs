@@ -34,6 +34,11 @@ pub struct Model {
     pub exception_resolved_by: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
     pub exception_note: Option<String>,
+    /// The receipt's verification code, set when the order is paid.
+    pub receipt_code: Option<String>,
+    /// The provincial e-bill (财政电子票据), once the office records it.
+    pub ebill_number: Option<String>,
+    pub ebill_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
