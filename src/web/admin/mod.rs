@@ -13,6 +13,7 @@ mod fees;
 mod followers;
 mod home;
 mod payments;
+mod reconciliation;
 mod signin;
 mod students;
 
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(fees::router())
         .merge(payments::router())
         .merge(arrears::router())
+        .merge(reconciliation::router())
         .merge(followers::router())
         .merge(audit::router())
 }

@@ -19,17 +19,19 @@ pub enum Section {
     Fees,
     Payments,
     Arrears,
+    Reconciliation,
     Followers,
     Audit,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Home,
         Section::Students,
         Section::Fees,
         Section::Payments,
         Section::Arrears,
+        Section::Reconciliation,
         Section::Followers,
         Section::Audit,
     ];
@@ -41,6 +43,7 @@ impl Section {
             Section::Fees => "导入与收费项目",
             Section::Payments => "缴费记录",
             Section::Arrears => "欠费统计",
+            Section::Reconciliation => "对账",
             Section::Followers => "公众号关注者",
             Section::Audit => "操作日志",
         }
@@ -53,6 +56,7 @@ impl Section {
             Section::Fees => "/admin/fees",
             Section::Payments => "/admin/payments",
             Section::Arrears => "/admin/arrears",
+            Section::Reconciliation => "/admin/reconciliation",
             Section::Followers => "/admin/followers",
             Section::Audit => "/admin/audit",
         }
