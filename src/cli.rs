@@ -68,6 +68,16 @@ enum Command {
         #[command(subcommand)]
         action: FollowersAction,
     },
+    /// Match a channel's bill for a day against our orders, apply payments the
+    /// channel has and we lack, flag the rest, and print the report.
+    Reconcile {
+        /// The bill's day (Beijing), YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// wechat, alipay or abc.
+        #[arg(long, default_value = "wechat")]
+        channel: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +166,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Admin {
             action: AdminAction::Add { username, role },
         } => add_admin(&username, &role).await,
+        Command::Reconcile { date, channel } => reconcile(&date, &channel).await,
     }
 }
 
@@ -385,6 +396,30 @@ async fn followers_cleanup(dry_run: bool) -> anyhow::Result<()> {
     );
     if let Some(reason) = &report.stopped {
         bail!("the follower check stopped early: {reason}");
+    }
+    Ok(())
+}
+
+/// `reconcile --date YYYY-MM-DD [--channel …]`: one run, stored like the console's;
+/// a run that failed (no bill, a bill failing its hash) prints why and fails.
+async fn reconcile(date: &str, channel: &str) -> anyhow::Result<()> {
+    use crate::jobs::reconcile::{ACTOR_CLI, BillChannel, parse_day};
+    let Some(day) = parse_day(date) else {
+        bail!("--date: {date:?} is not a day as YYYY-MM-DD");
+    };
+    let Some(channel) = BillChannel::parse(channel) else {
+        bail!("--channel: {channel:?} is none of wechat, alipay, abc");
+    };
+    let config = Config::from_env()?;
+    let services = Services::connect(&config, true).await?;
+    let state = crate::web::AppState::new(config, services)?;
+    let report = state
+        .reconciler()
+        .reconcile(channel, day, ACTOR_CLI)
+        .await?;
+    print!("{report}");
+    if let Some(error) = &report.run.error {
+        bail!("reconciliation run {} failed: {error}", report.run.id);
     }
     Ok(())
 }

@@ -23,6 +23,8 @@ pub const DEFAULT_WECHATPAY_API_BASE: &str = "https://api.mch.weixin.qq.com";
 pub const DEFAULT_ALIPAY_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
 pub const DEFAULT_ABC_GATEWAY: &str = "https://pay.abchina.com/ebus/ReceiveMerchantTrxReqServlet";
 pub const DEFAULT_CLEANUP_SCHEDULE: &str = "0 0 3 * * *";
+/// 10:30 Beijing: WeChat Pay's bill of the day before is ready after 10:00.
+pub const DEFAULT_RECONCILE_SCHEDULE: &str = "0 30 10 * * *";
 
 /// One line that names the variable and the problem, never the value of a secret.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub struct Config {
     pub abc: Option<AbcConfig>,
     pub abc_gateway: Url,
     pub cleanup: CleanupConfig,
+    /// When yesterday's bills are reconciled (cron, seconds first, Beijing time).
+    pub reconcile_schedule: cron::Schedule,
 }
 
 /// The official account. Present only when app id, secret and token are all set.
@@ -237,6 +241,11 @@ impl Config {
             abc: abc(vars)?,
             abc_gateway: vars.url_or("CAMPUSPAY_ABC_GATEWAY", DEFAULT_ABC_GATEWAY)?,
             cleanup: cleanup(vars)?,
+            reconcile_schedule: cron_schedule(
+                vars,
+                "CAMPUSPAY_RECONCILE_SCHEDULE",
+                DEFAULT_RECONCILE_SCHEDULE,
+            )?,
         })
     }
 
@@ -493,14 +502,17 @@ fn abc(vars: &Variables) -> Result<Option<AbcConfig>, ConfigError> {
 }
 
 /// Six or seven fields, seconds first, read in Beijing time (the job converts).
-fn cleanup_schedule(vars: &Variables) -> Result<cron::Schedule, ConfigError> {
-    const NAME: &str = "CAMPUSPAY_CLEANUP_SCHEDULE";
-    let raw = vars.get(NAME).unwrap_or(DEFAULT_CLEANUP_SCHEDULE);
+fn cron_schedule(
+    vars: &Variables,
+    name: &str,
+    default: &str,
+) -> Result<cron::Schedule, ConfigError> {
+    let raw = vars.get(name).unwrap_or(default);
     raw.parse().map_err(|error| {
         ConfigError::new(
-            NAME,
+            name,
             format!(
-                "invalid cron expression (seconds first, Beijing time, e.g. {DEFAULT_CLEANUP_SCHEDULE:?}): {}",
+                "invalid cron expression (seconds first, Beijing time, e.g. {default:?}): {}",
                 one_line(&error)
             ),
         )
@@ -516,7 +528,7 @@ fn cleanup(vars: &Variables) -> Result<CleanupConfig, ConfigError> {
         ));
     }
     Ok(CleanupConfig {
-        schedule: cleanup_schedule(vars)?,
+        schedule: cron_schedule(vars, "CAMPUSPAY_CLEANUP_SCHEDULE", DEFAULT_CLEANUP_SCHEDULE)?,
         grace_days,
         action: vars.parse_or("CAMPUSPAY_CLEANUP_ACTION", "report")?,
     })
@@ -706,5 +718,14 @@ mod tests {
         let c = config(&[("CAMPUSPAY_CLEANUP_SCHEDULE", "0 30 2 * * Mon")]).unwrap();
         assert_eq!(c.cleanup.schedule.source(), "0 30 2 * * Mon");
         assert_eq!(c.cleanup.action.as_str(), "report");
+    }
+
+    #[test]
+    fn the_reconcile_schedule_defaults_to_half_past_ten() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.reconcile_schedule.source(), DEFAULT_RECONCILE_SCHEDULE);
+        let line = error_line(&[("CAMPUSPAY_RECONCILE_SCHEDULE", "every morning")]);
+        assert!(line.starts_with("CAMPUSPAY_RECONCILE_SCHEDULE: "), "{line}");
+        assert_eq!(line.lines().count(), 1, "{line}");
     }
 }

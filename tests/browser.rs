@@ -17,6 +17,8 @@ mod chrome;
 mod console;
 #[path = "browser/payments.rs"]
 mod payments;
+#[path = "browser/receipt.rs"]
+mod receipt;
 
 use anyhow::{Context as _, Result, ensure};
 use campus_pay::web::students::captcha_key;

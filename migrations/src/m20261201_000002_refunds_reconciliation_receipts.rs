@@ -25,6 +25,7 @@ enum Refunds {
     AmountFen,
     Reason,
     Kind,
+    UnpayItem,
     Status,
     ChannelRefundNo,
     RequestedBy,
@@ -162,6 +163,9 @@ async fn create_refunds(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .col(text(Refunds::Reason))
                 // `duplicate` (a second payment) or `withdrawal` (part of an item).
                 .col(string_len(Refunds::Kind, STATUS_LEN))
+                // When the refund succeeds, the item goes back to unpaid (the office's
+                // choice for a withdrawal; a duplicate refund leaves the item paid).
+                .col(boolean(Refunds::UnpayItem).default(false))
                 .col(string_len(Refunds::Status, STATUS_LEN))
                 .col(string_len_null(Refunds::ChannelRefundNo, NAME_LEN))
                 .col(string_len(Refunds::RequestedBy, NAME_LEN))

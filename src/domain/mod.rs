@@ -14,5 +14,7 @@ pub mod id_card;
 pub mod money;
 pub mod order;
 pub mod password;
+pub mod receipt;
+pub mod reconcile;
 pub mod remark;
 pub mod student;

@@ -3,8 +3,10 @@
 //!
 //! - [`followers`]: the follower check (remarks against the rule).
 //! - [`orders`]: closes expired orders at their channel and queries quiet ones.
+//! - [`reconcile`]: matches a channel's daily bill against our orders.
 //! - [`schedule`]: runs the follower check on `CAMPUSPAY_CLEANUP_SCHEDULE`.
 
 pub mod followers;
 pub mod orders;
+pub mod reconcile;
 pub mod schedule;

@@ -24,6 +24,7 @@ pub async fn sweep_once(
         return Ok(None);
     };
     let report = checkout.sweep(QUIET_FOR, BATCH).await;
+    sweep_refunds(checkout).await;
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, "cannot release the order sweep lock; it expires by itself");
     }
@@ -37,6 +38,24 @@ pub async fn sweep_once(
         );
     }
     Ok(Some(report))
+}
+
+/// Refunds whose outcome is unknown or still processing are queried (same number).
+async fn sweep_refunds(checkout: &Checkout) {
+    match crate::pay::refunds::Refunds::from_checkout(checkout)
+        .sweep(BATCH)
+        .await
+    {
+        Ok(report) if report.queried > 0 => {
+            tracing::info!(
+                queried = report.queried,
+                finished = report.finished,
+                "refund sweep"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "refund sweep failed; retrying next interval"),
+    }
 }
 
 /// Sweeps forever; the caller aborts it on shutdown (a pass stops at any await, and

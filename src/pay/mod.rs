@@ -9,6 +9,8 @@
 pub mod abc;
 pub mod alipay;
 pub mod checkout;
+pub mod ebill;
+pub mod refunds;
 pub mod wechat;
 pub mod wechatpay;
 

@@ -7,12 +7,17 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
+use super::wechatpay::notify::{RefundNotice, parse_refund_notification};
+use super::wechatpay::refund::{Refund, RefundApply, RefundStatus};
 use super::wechatpay::{
     ApiV3Key, MerchantKey, NotifyError, PayApiError, PrepayRequest, ResponseVerifier, TradeState,
     TransactionNotice, TransactionState, WechatPayClient, WechatPayClientConfig,
     WechatPayPublicKey, parse_transaction_notification,
 };
-use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
+use super::{
+    Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder,
+    RefundRequest, RefundState,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::order::beijing_offset;
@@ -117,6 +122,49 @@ impl WechatPay {
         Ok(notice)
     }
 
+    /// Verifies and decrypts a refund notification and checks it is for our merchant.
+    /// The refund number and amount are checked against our refund by the caller.
+    pub fn read_refund_notification(
+        &self,
+        headers: &HeaderMap,
+        raw_body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<RefundNotice, NotificationRefused> {
+        let notice = parse_refund_notification(
+            headers,
+            raw_body,
+            self.client.verifier(),
+            &self.apiv3_key,
+            now,
+        )
+        .map_err(NotificationRefused::Unreadable)?;
+        if notice.refund.mchid != self.mchid() {
+            return Err(NotificationRefused::NotOurs);
+        }
+        Ok(notice)
+    }
+
+    /// What a refund answer (or notification) means for us. A SUCCESS must name our
+    /// refund number, or it is not believed.
+    fn refund_state(
+        &self,
+        refund: Refund,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ChannelError> {
+        if refund.out_refund_no != out_refund_no {
+            return Err(ChannelError::OutcomeUnknown(format!(
+                "WeChat Pay answered for refund {} when asked about {out_refund_no}",
+                refund.out_refund_no
+            )));
+        }
+        Ok(refund_state_of(
+            &refund.status,
+            refund.refund_id,
+            refund.success_time,
+            self.clock.now(),
+        ))
+    }
+
     fn prepay_request(&self, order: &PrepayOrder<'_>) -> PrepayRequest {
         PrepayRequest {
             description: order.description.to_owned(),
@@ -200,6 +248,31 @@ impl NotificationRefused {
     }
 }
 
+/// WeChat's refund status in our words; shared by answers and notifications.
+pub fn refund_state_of(
+    status: &RefundStatus,
+    refund_id: String,
+    success_time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    now: DateTime<Utc>,
+) -> RefundState {
+    match status {
+        RefundStatus::Success => RefundState::Succeeded {
+            channel_refund_no: refund_id,
+            succeeded_at: success_time.map_or(now, |time| time.with_timezone(&Utc)),
+        },
+        RefundStatus::Closed => RefundState::Failed {
+            reason: "微信支付已关闭该退款（CLOSED），款项未退回".into(),
+        },
+        RefundStatus::Abnormal => RefundState::Failed {
+            reason: "微信支付退款异常（ABNORMAL）：用户卡已注销或冻结，需在商户平台处理".into(),
+        },
+        // PROCESSING, or a status this code does not know: keep asking.
+        RefundStatus::Processing | RefundStatus::Other(_) => RefundState::Processing {
+            channel_refund_no: Some(refund_id),
+        },
+    }
+}
+
 fn channel_error(error: PayApiError) -> ChannelError {
     if error.outcome_unknown() {
         return ChannelError::OutcomeUnknown(error.to_string());
@@ -255,6 +328,31 @@ impl Channel for WechatPay {
         }
     }
 
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
+        let apply = RefundApply {
+            out_trade_no: request.out_trade_no.to_owned(),
+            out_refund_no: request.out_refund_no.to_owned(),
+            reason: Some(request.reason.chars().take(80).collect()),
+            notify_url: Some(request.notify_url.to_owned()).filter(|url| !url.is_empty()),
+            refund_fen: request.refund_fen,
+            total_fen: request.total_fen,
+        };
+        let refund = self.client.refund(&apply).await.map_err(channel_error)?;
+        self.refund_state(refund, request.out_refund_no)
+    }
+
+    async fn query_refund(
+        &self,
+        _out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ChannelError> {
+        match self.client.query_refund(out_refund_no).await {
+            Ok(refund) => self.refund_state(refund, out_refund_no),
+            Err(error) if error.code() == Some("RESOURCE_NOT_EXISTS") => Ok(RefundState::NotFound),
+            Err(error) => Err(channel_error(error)),
+        }
+    }
+
     async fn close(&self, out_trade_no: &str) -> Result<Closed, ChannelError> {
         match self.client.close(out_trade_no).await {
             Ok(()) | Err(PayApiError::OrderClosed { .. } | PayApiError::NotFound { .. }) => {
@@ -262,6 +360,19 @@ impl Channel for WechatPay {
             }
             Err(PayApiError::OrderPaid { .. }) => Ok(Closed::AlreadyPaid),
             Err(error) => Err(channel_error(error)),
+        }
+    }
+
+    /// The `ALL` trade bill of `day`, gzipped on the wire, checked against its SHA1
+    /// and its summary line.
+    async fn bill(&self, day: chrono::NaiveDate) -> Result<Vec<super::BillLine>, super::BillError> {
+        use super::BillError;
+        use super::wechatpay::bill::TradeBillError;
+        match self.client.trade_bill(day, true).await {
+            Ok(lines) => Ok(lines),
+            Err(TradeBillError::NoBill(_)) => Err(BillError::NoBill),
+            Err(TradeBillError::Corrupt(why)) => Err(BillError::Corrupt(why)),
+            Err(TradeBillError::Api(error)) => Err(BillError::Channel(channel_error(error))),
         }
     }
 }

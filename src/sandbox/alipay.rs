@@ -23,6 +23,17 @@
 //! - a payment sends a form-encoded, RSA2-signed `trade_status_sync` notification to
 //!   the order's `notify_url`, delivered only when answered with exactly `success`.
 //!
+//! - a refund (`alipay.trade.refund`) is synchronous: `fund_change` Y; the same
+//!   `out_request_no` again is the same refund (`fund_change` N, nothing moves), with
+//!   another amount `ACQ.CONTEXT_INCONSISTENT`; more than what is left of the payment,
+//!   `ACQ.REASON_TRADE_REFUND_FEE_ERR`; without `out_request_no` only the full amount;
+//!   a trade refunded in full is `TRADE_CLOSED`. `alipay.trade.fastpay.refund.query`
+//!   says `REFUND_SUCCESS` for a refund it has and leaves `refund_status` out otherwise;
+//! - `alipay.data.dataservice.bill.downloadurl.query` (`trade`, a past Beijing day
+//!   with payments or refunds, else `isp.bill_not_exist`) gives a link, good for 30
+//!   seconds, to the day's ZIP of GBK CSV files built from what the sandbox recorded
+//!   (see [`crate::sandbox::alipay_bills`]; [`AlipaySandbox::tamper_bills`] spoils it).
+//!
 //! Test hooks: duplicate notifications ([`AlipaySandbox::set_notification_copies`]),
 //! lost ones ([`AlipaySandbox::pay_silently`]), retries, forged and modified ones
 //! ([`AlipayTamper`]), answers whose signature fails ([`AlipayResponseTamper`]) and
@@ -41,7 +52,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use maud::{DOCTYPE, Markup, html};
 use rand::RngExt;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
@@ -54,6 +65,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::clock::Clock;
+pub use crate::sandbox::alipay_bills::AlipayBillTamper;
+use crate::sandbox::alipay_bills::{BillEntry, bill_zip};
 
 /// The demo school's app private key (应用私钥), published: sandbox and tests only.
 pub const APP_PRIVATE_KEY_PEM: &str = include_str!("keys/alipay_app_private_key.pem");
@@ -77,6 +90,10 @@ pub const BUYER_LOGON_ID: &str = "stu***@example.com";
 pub const GATEWAY_PATH: &str = "/gateway.do";
 /// The cashier page (GET scans and shows it, POST pays).
 pub const CASHIER_PATH: &str = "/sandbox/alipay/cashier";
+/// Where bill links point (Alipay's is `dwbillcenter.alipay.com/downloadBillFile.resource`).
+pub const BILL_PATH: &str = "/downloadBillFile.resource";
+/// Alipay: a bill link not used within 30 seconds expires.
+const BILL_LINK_LIFETIME: TimeDelta = TimeDelta::seconds(30);
 
 /// Requests whose `timestamp` is further than this from the sandbox's clock are
 /// refused (the sandbox's choice; Alipay documents no figure).
@@ -98,6 +115,10 @@ pub mod methods {
     pub const PRECREATE: &str = "alipay.trade.precreate";
     pub const QUERY: &str = "alipay.trade.query";
     pub const CLOSE: &str = "alipay.trade.close";
+    pub const REFUND: &str = "alipay.trade.refund";
+    pub const REFUND_QUERY: &str = "alipay.trade.fastpay.refund.query";
+    pub const BILL_URL: &str = "alipay.data.dataservice.bill.downloadurl.query";
+    pub const ALL: [&str; 6] = [PRECREATE, QUERY, CLOSE, REFUND, REFUND_QUERY, BILL_URL];
 }
 
 /// `code`s of Alipay's public error table (公共错误码).
@@ -133,6 +154,9 @@ pub mod sub_codes {
     pub const TRADE_STATUS_ERROR: &str = "ACQ.TRADE_STATUS_ERROR";
     pub const SYSTEM_ERROR: &str = "ACQ.SYSTEM_ERROR";
     pub const UNKNOWN_ERROR: &str = "isp.unknow-error";
+    pub const REFUND_FEE_ERR: &str = "ACQ.REASON_TRADE_REFUND_FEE_ERR";
+    pub const REFUND_AMT_NOT_EQUAL_TOTAL: &str = "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL";
+    pub const BILL_NOT_EXIST: &str = "isp.bill_not_exist";
 }
 
 /// Where a precreated order stands.
@@ -185,6 +209,15 @@ pub struct AlipaySandboxTrade {
     pub buyer_id: Option<String>,
     /// The same for every copy and retry of the payment's notification.
     pub notify_id: Option<String>,
+}
+
+/// A refund the sandbox made (once per `out_request_no`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlipaySandboxRefund {
+    pub out_request_no: String,
+    pub refund_fen: i64,
+    pub reason: Option<String>,
+    pub refunded_at: DateTime<Utc>,
 }
 
 /// One request to the gateway, refused ones included.
@@ -278,6 +311,7 @@ impl AlipaySandbox {
         let address = listener.local_addr()?;
         let base_url = Url::parse(&format!("http://{address}/")).map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
+            base_url: base_url.clone(),
             app_id: app_id.to_owned(),
             clock,
             http,
@@ -287,6 +321,7 @@ impl AlipaySandbox {
         let app = Router::new()
             .route(GATEWAY_PATH, post(gateway))
             .route(CASHIER_PATH, get(cashier_page).post(cashier_pay))
+            .route(BILL_PATH, get(download_bill))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -454,6 +489,26 @@ impl AlipaySandbox {
             (code.to_owned(), sub_code.to_owned()),
             times,
         ));
+    }
+
+    /// The refunds made on an order, in order.
+    pub fn refunds(&self, out_trade_no: &str) -> Vec<AlipaySandboxRefund> {
+        let state = self.shared.state();
+        state
+            .orders
+            .get(out_trade_no)
+            .map(|order| order.refunds.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every bill served from now on is spoiled this way (they add up), until
+    /// [`AlipaySandbox::clear_bill_tampers`].
+    pub fn tamper_bills(&self, tamper: AlipayBillTamper) {
+        self.shared.state().bill_tampers.push(tamper);
+    }
+
+    pub fn clear_bill_tampers(&self) {
+        self.shared.state().bill_tampers.clear();
     }
 
     /// The next `times` answers to `method` cannot be verified, though the request
@@ -647,6 +702,7 @@ fn alipay_json(members: &[(&str, Value)]) -> String {
 // ---- state ------------------------------------------------------------------------
 
 struct Shared {
+    base_url: Url,
     app_id: String,
     clock: Clock,
     http: reqwest::Client,
@@ -668,6 +724,9 @@ struct GatewayState {
     notification_answers: Vec<(String, u16, String)>,
     notification_copies: usize,
     retry_schedule: Vec<Duration>,
+    /// token → (bill day, link issued at).
+    bill_links: HashMap<String, (NaiveDate, DateTime<Utc>)>,
+    bill_tampers: Vec<AlipayBillTamper>,
 }
 
 impl Default for GatewayState {
@@ -683,6 +742,8 @@ impl Default for GatewayState {
             notification_answers: Vec::new(),
             notification_copies: 1,
             retry_schedule: Vec::new(),
+            bill_links: HashMap::new(),
+            bill_tampers: Vec::new(),
         }
     }
 }
@@ -691,6 +752,7 @@ struct Order {
     trade: AlipaySandboxTrade,
     /// What the first precreate asked for: a repeat must ask for exactly this.
     params: PrecreateParams,
+    refunds: Vec<AlipaySandboxRefund>,
 }
 
 impl Order {
@@ -1052,7 +1114,7 @@ async fn gateway(State(shared): SharedState, uri: Uri, body: Bytes) -> Response 
         .find(|(name, _)| name == "method")
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
-    let known = [methods::PRECREATE, methods::QUERY, methods::CLOSE].contains(&method.as_str());
+    let known = methods::ALL.contains(&method.as_str());
     let member = if known {
         format!("{}_response", method.replace('.', "_"))
     } else {
@@ -1157,7 +1219,7 @@ impl Shared {
                 false,
             ));
         }
-        if ![methods::PRECREATE, methods::QUERY, methods::CLOSE].contains(&method) {
+        if !methods::ALL.contains(&method) {
             return Err(signed(Refusal::invalid(
                 sub_codes::INVALID_METHOD,
                 "不存在的方法名",
@@ -1259,7 +1321,10 @@ impl Shared {
         match method {
             methods::PRECREATE => self.precreate(&biz, notify_url, now).map_err(signed),
             methods::QUERY => self.query(&biz, now).map_err(signed),
-            _ => self.close(&biz, now).map_err(signed),
+            methods::CLOSE => self.close(&biz, now).map_err(signed),
+            methods::REFUND => self.refund(&biz, now).map_err(signed),
+            methods::REFUND_QUERY => self.refund_query(&biz, now).map_err(signed),
+            _ => self.bill_url(&biz, now).map_err(signed),
         }
     }
 
@@ -1382,9 +1447,14 @@ impl Shared {
         };
         state.qr_codes.insert(qr_code.clone(), out_trade_no.clone());
         state.creation_order.push(out_trade_no.clone());
-        state
-            .orders
-            .insert(out_trade_no.clone(), Order { trade, params });
+        state.orders.insert(
+            out_trade_no.clone(),
+            Order {
+                trade,
+                params,
+                refunds: Vec::new(),
+            },
+        );
         Ok(precreate_content(&out_trade_no, &qr_code))
     }
 
@@ -1487,6 +1557,311 @@ impl Shared {
 
 fn not_exist() -> Refusal {
     Refusal::business(sub_codes::TRADE_NOT_EXIST, "交易不存在")
+}
+
+// ---- refunds and bills ------------------------------------------------------------
+
+/// The bill account as it appears in bills: the seller's pid and `0156`.
+fn bill_account() -> String {
+    format!("{SELLER_ID}0156")
+}
+
+/// Yuan as Alipay's answers write it: `1200.50`.
+fn plain_yuan(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+fn beijing_day(time: DateTime<Utc>) -> NaiveDate {
+    time.with_timezone(&china()).date_naive()
+}
+
+impl Shared {
+    fn refund(&self, biz: &Map<String, Value>, now: DateTime<Utc>) -> Result<String, Refusal> {
+        let text = |name: &str| {
+            biz.get(name)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+        };
+        let amount = text("refund_amount")
+            .ok_or_else(|| Refusal::parameter("参数有误: 缺少 refund_amount"))?;
+        let refund_fen = price_fen(amount).ok_or_else(|| {
+            Refusal::parameter("参数有误: refund_amount 单位为元，精确到小数点后两位")
+        })?;
+        let reason = text("refund_reason").map(str::to_owned);
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 256) {
+            return Err(Refusal::parameter("参数有误: refund_reason 超过256个字符"));
+        }
+        let given_request_no = text("out_request_no");
+        if given_request_no.is_some_and(|number| number.len() > 64) {
+            return Err(Refusal::parameter("参数有误: out_request_no 超过64个字符"));
+        }
+        let mut state = self.state();
+        let order = Self::named(&mut state, biz)?.ok_or_else(not_exist)?;
+        order.settle(now);
+        let Some(trade_no) = order.trade.trade_no.clone() else {
+            return Err(not_exist());
+        };
+        // Without out_request_no, Alipay takes the order number: one full refund.
+        let request_no = given_request_no
+            .unwrap_or(&order.trade.out_trade_no)
+            .to_owned();
+        let refunded: i64 = order.refunds.iter().map(|r| r.refund_fen).sum();
+        if let Some(existing) = order
+            .refunds
+            .iter()
+            .find(|r| r.out_request_no == request_no)
+        {
+            if existing.refund_fen != refund_fen {
+                return Err(Refusal::business(
+                    sub_codes::CONTEXT_INCONSISTENT,
+                    "交易信息被篡改（同一退款请求号的退款金额不一致）",
+                ));
+            }
+            let at = existing.refunded_at;
+            return Ok(refund_content(&order.trade, &trade_no, "N", refunded, at));
+        }
+        let total = order.trade.total_fen;
+        match order.trade.status {
+            SandboxTradeStatus::TradeSuccess => {}
+            // Refunded in full already: only the amount check below can answer.
+            SandboxTradeStatus::TradeClosed if refunded == total => {}
+            _ => {
+                return Err(Refusal::business(
+                    sub_codes::TRADE_STATUS_ERROR,
+                    "交易状态不合法",
+                ));
+            }
+        }
+        if given_request_no.is_none() && refund_fen != total {
+            return Err(Refusal::business(
+                sub_codes::REFUND_AMT_NOT_EQUAL_TOTAL,
+                "撤销或退款金额与订单金额不一致",
+            ));
+        }
+        if refunded + refund_fen > total {
+            return Err(Refusal::business(
+                sub_codes::REFUND_FEE_ERR,
+                "退款金额超限（退款总额不能大于订单金额）",
+            ));
+        }
+        order.refunds.push(AlipaySandboxRefund {
+            out_request_no: request_no,
+            refund_fen,
+            reason,
+            refunded_at: now,
+        });
+        if refunded + refund_fen == total {
+            order.trade.status = SandboxTradeStatus::TradeClosed;
+            order.trade.closed_at = Some(now);
+        }
+        Ok(refund_content(
+            &order.trade,
+            &trade_no,
+            "Y",
+            refunded + refund_fen,
+            now,
+        ))
+    }
+
+    fn refund_query(
+        &self,
+        biz: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<String, Refusal> {
+        let wants_time = biz
+            .get("query_options")
+            .and_then(Value::as_array)
+            .is_some_and(|options| options.iter().any(|o| o == "gmt_refund_pay"));
+        let given = biz
+            .get("out_request_no")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let mut state = self.state();
+        let order = Self::named(&mut state, biz)?.ok_or_else(not_exist)?;
+        order.settle(now);
+        let trade = &order.trade;
+        let Some(trade_no) = &trade.trade_no else {
+            return Err(not_exist());
+        };
+        let request_no = given.unwrap_or_else(|| trade.out_trade_no.clone());
+        let mut members: Vec<(&str, Value)> =
+            vec![("code", json!(codes::SUCCESS)), ("msg", json!("Success"))];
+        match order
+            .refunds
+            .iter()
+            .find(|r| r.out_request_no == request_no)
+        {
+            Some(refund) => {
+                if wants_time {
+                    members.push(("gmt_refund_pay", json!(alipay_time(refund.refunded_at))));
+                }
+                members.extend([
+                    ("out_request_no", json!(request_no)),
+                    ("out_trade_no", json!(trade.out_trade_no)),
+                    ("refund_amount", json!(plain_yuan(refund.refund_fen))),
+                    ("refund_status", json!("REFUND_SUCCESS")),
+                    ("total_amount", json!(trade.total_amount)),
+                    ("trade_no", json!(trade_no)),
+                ]);
+            }
+            // Not received (or refused): Alipay leaves refund_status out.
+            None => members.extend([
+                ("out_request_no", json!(request_no)),
+                ("out_trade_no", json!(trade.out_trade_no)),
+                ("trade_no", json!(trade_no)),
+            ]),
+        }
+        Ok(alipay_json(&members))
+    }
+
+    fn bill_url(&self, biz: &Map<String, Value>, now: DateTime<Utc>) -> Result<String, Refusal> {
+        let text = |name: &str| biz.get(name).and_then(Value::as_str).unwrap_or_default();
+        if text("bill_type") != "trade" {
+            return Err(Refusal::parameter(
+                "参数有误: bill_type（沙箱只提供 trade 账单）",
+            ));
+        }
+        let date = text("bill_date");
+        let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .ok()
+            .filter(|_| date.len() == 10)
+            .ok_or_else(|| Refusal::parameter("参数有误: bill_date 日账单格式为yyyy-MM-dd"))?;
+        let no_bill = || Refusal::business(sub_codes::BILL_NOT_EXIST, "账单不存在");
+        // Bills are T+1: never for today or later.
+        if day >= beijing_day(now) {
+            return Err(no_bill());
+        }
+        let mut state = self.state();
+        if bill_entries(&state, day).is_empty() {
+            return Err(no_bill());
+        }
+        let token = random_string(LOWER_ALPHANUMERIC, 32);
+        state.bill_links.insert(token.clone(), (day, now));
+        let account = bill_account();
+        let stamp = day.format("%Y%m%d").to_string();
+        let mut url = self.base_url.clone();
+        url.set_path(BILL_PATH);
+        url.query_pairs_mut()
+            .append_pair("token", &token)
+            .append_pair("userId", &account)
+            .append_pair("fileType", "csv.zip")
+            .append_pair("bizDates", &stamp)
+            .append_pair("bizType", "trade")
+            .append_pair("downloadFileName", &format!("{account}_{stamp}.csv.zip"))
+            .append_pair("timestamp", &now.timestamp_millis().to_string());
+        Ok(alipay_json(&[
+            ("code", json!(codes::SUCCESS)),
+            ("msg", json!("Success")),
+            ("bill_download_url", json!(url.as_str())),
+        ]))
+    }
+}
+
+fn refund_content(
+    trade: &AlipaySandboxTrade,
+    trade_no: &str,
+    fund_change: &str,
+    refunded_fen: i64,
+    at: DateTime<Utc>,
+) -> String {
+    alipay_json(&[
+        ("code", json!(codes::SUCCESS)),
+        ("msg", json!("Success")),
+        ("buyer_logon_id", json!(BUYER_LOGON_ID)),
+        ("buyer_user_id", json!(BUYER_ID)),
+        ("fund_change", json!(fund_change)),
+        ("gmt_refund_pay", json!(alipay_time(at))),
+        ("out_trade_no", json!(trade.out_trade_no)),
+        ("refund_fee", json!(plain_yuan(refunded_fen))),
+        ("send_back_fee", json!(plain_yuan(refunded_fen))),
+        ("trade_no", json!(trade_no)),
+    ])
+}
+
+/// The day's payments and refunds (Beijing day), by time.
+fn bill_entries(state: &GatewayState, day: NaiveDate) -> Vec<BillEntry> {
+    let mut entries = Vec::new();
+    for order in state
+        .creation_order
+        .iter()
+        .filter_map(|number| state.orders.get(number))
+    {
+        let trade = &order.trade;
+        let (Some(trade_no), Some(paid_at)) = (&trade.trade_no, trade.paid_at) else {
+            continue;
+        };
+        let entry = |created_at, finished_at, amount_fen, request_no| BillEntry {
+            trade_no: trade_no.clone(),
+            out_trade_no: trade.out_trade_no.clone(),
+            subject: trade.subject.clone(),
+            created_at,
+            finished_at,
+            amount_fen,
+            request_no,
+        };
+        if beijing_day(paid_at) == day {
+            let created = trade.scanned_at.unwrap_or(paid_at);
+            entries.push(entry(created, paid_at, trade.total_fen, None));
+        }
+        for refund in &order.refunds {
+            if beijing_day(refund.refunded_at) == day {
+                entries.push(entry(
+                    refund.refunded_at,
+                    refund.refunded_at,
+                    -refund.refund_fen,
+                    Some(refund.out_request_no.clone()),
+                ));
+            }
+        }
+    }
+    entries.sort_by_key(|entry| entry.finished_at);
+    entries
+}
+
+/// `GET /downloadBillFile.resource?token=…`: the ZIP, once per link within 30 s.
+async fn download_bill(
+    State(shared): SharedState,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let now = shared.clock.now();
+    let (zip, day) = {
+        let mut state = shared.state();
+        let link = params
+            .get("token")
+            .and_then(|token| state.bill_links.remove(token));
+        let Some((day, _)) = link.filter(|(_, at)| now - *at <= BILL_LINK_LIFETIME) else {
+            return (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
+                "下载超时，请重新下载",
+            )
+                .into_response();
+        };
+        let entries = bill_entries(&state, day);
+        let zip = bill_zip(
+            &bill_account(),
+            day,
+            entries,
+            BUYER_LOGON_ID,
+            &state.bill_tampers,
+            now,
+        );
+        (zip, day)
+    };
+    let file_name = format!("{}_{}.csv.zip", bill_account(), day.format("%Y%m%d"));
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename={file_name}"),
+            ),
+        ],
+        zip,
+    )
+        .into_response()
 }
 
 fn precreate_content(out_trade_no: &str, qr_code: &str) -> String {

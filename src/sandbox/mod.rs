@@ -3,6 +3,7 @@
 
 pub mod abc;
 pub mod alipay;
+pub mod alipay_bills;
 pub mod merchant;
 pub mod wechat_api;
 pub mod wechat_pay;

@@ -43,6 +43,14 @@ use url::Url;
 
 use crate::clock::Clock;
 
+#[path = "wechat_pay_bills.rs"]
+mod bills;
+#[path = "wechat_pay_refunds.rs"]
+mod refunds;
+pub use refunds::{
+    NOT_ENOUGH, RefundSandboxError, RefundState as SandboxRefundState, SandboxRefund, refund_paths,
+};
+
 /// The ID of the sandbox's "WeChat Pay public key": `Wechatpay-Serial` on every answer
 /// and notification. Requests that carry a `Wechatpay-Serial` must carry this one.
 pub const SANDBOX_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_01142321349124100000000000000000";
@@ -321,6 +329,8 @@ impl WechatPaySandbox {
             http,
             state: Mutex::new(PayState::default()),
             background: Mutex::new(JoinSet::new()),
+            bills: bills::Bills::default(),
+            refunds: refunds::Refunds::default(),
         });
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
@@ -618,6 +628,8 @@ struct Shared {
     state: Mutex<PayState>,
     /// Notifications sent in the background (cashier, retries); aborted on drop.
     background: Mutex<JoinSet<()>>,
+    bills: bills::Bills,
+    refunds: refunds::Refunds,
 }
 
 struct PayState {
@@ -1115,6 +1127,8 @@ type SharedState = State<Arc<Shared>>;
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(paths::CASHIER, get(cashier_page).post(cashier_pay))
+        .merge(bills::routes())
+        .merge(refunds::routes())
         .fallback(api)
         .with_state(shared)
 }

@@ -21,6 +21,9 @@ mod follower_check;
 mod followers;
 mod import;
 mod orders;
+mod receipts;
+mod reconciliation;
+mod refunds;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +67,12 @@ pub use self::orders::{
     ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
     TakeOutcome,
 };
+pub use self::receipts::{EbillOutcome, ReceiptRecord};
+pub use self::reconciliation::{
+    NewReconciliationRun, RUN_DONE, RUN_FAILED, RUN_RUNNING, ReconciliationCounts,
+    ReconciliationLine, ReconciliationRunRecord,
+};
+pub use self::refunds::{CreateRefund, NewRefund, RefundNews, RefundRecord, Refundable};
 
 /// What went wrong talking to the database. Messages name the operation, never the
 /// rows involved (ID numbers, openids, amounts stay out of logs); the driver's own

@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::entities::{fee_items, order_items, orders, payment_notifications};
 use super::fees::{fee_state, payable_condition};
+use super::receipts::new_receipt_code;
 use super::{
     FeeItemStatus, NotificationChannel, NotificationVerdict, OrderStatus, PaymentChannel, Store,
     StoreError,
@@ -544,6 +545,11 @@ async fn mark_paid(
             Expr::value(Some(report.channel_trade_no)),
         )
         .col_expr(orders::Column::PaidAt, Expr::value(Some(report.paid_at)))
+        // The receipt's verification code, in the same update that makes it paid.
+        .col_expr(
+            orders::Column::ReceiptCode,
+            Expr::value(Some(new_receipt_code())),
+        )
         .col_expr(orders::Column::UpdatedAt, Expr::value(now))
         .filter(orders::Column::Id.eq(order.id))
         .filter(orders::Column::Status.eq(OrderStatus::Created))
@@ -605,6 +611,15 @@ async fn paid_after_close(
         )
         .col_expr(orders::Column::PaidAt, Expr::value(Some(report.paid_at)))
         .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    // Paid by it: the receipt's verification code, in the same update.
+    let update = if settled && order.receipt_code.is_none() {
+        update.col_expr(
+            orders::Column::ReceiptCode,
+            Expr::value(Some(new_receipt_code())),
+        )
+    } else {
+        update
+    };
     with_exception(update, &order, note)
         .filter(orders::Column::Id.eq(order.id))
         .filter(orders::Column::Status.eq(OrderStatus::Closed))

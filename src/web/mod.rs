@@ -254,6 +254,10 @@ impl App {
     ) -> anyhow::Result<()> {
         let background = self.state.background.clone();
         let _schedule = crate::jobs::schedule::spawn(self.state.follower_check());
+        let _reconcile = crate::jobs::reconcile::spawn_schedule(
+            self.state.reconciler(),
+            self.state.config.reconcile_schedule.clone(),
+        );
         let sweeper = tokio::spawn(crate::jobs::orders::run(
             self.state.checkout.clone(),
             self.state.cache.clone(),

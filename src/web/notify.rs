@@ -24,6 +24,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/pay/notify/wechat", post(wechat))
+        .route("/pay/notify/wechat/refund", post(wechat_refund))
         .route("/pay/notify/alipay", post(alipay))
         .route("/pay/notify/abc", post(abc))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -81,6 +82,105 @@ async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             StatusCode::INTERNAL_SERVER_ERROR,
             "temporarily unable to apply",
         ),
+    }
+}
+
+/// WeChat Pay's refund notifications: verified like payments, matched to our refund
+/// by its number, order and amount, applied through the same path as a query.
+async fn wechat_refund(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Received {
+        channel: NotificationChannel::Wechat,
+        headers: &headers,
+        body: &body,
+    };
+    let outcome = match state.wechat_pay.clone() {
+        None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
+        Some(pay) => match pay.read_refund_notification(&headers, &body, state.clock.now()) {
+            Err(refused) => {
+                let status =
+                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                refuse(&state, &received, None, None, refused.label(), status).await
+            }
+            Ok(notice) => apply_refund(&state, &received, &notice.refund).await,
+        },
+    };
+    match outcome {
+        Outcome::Accepted => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Refused(label, status) => wechat_fail(status, label),
+        Outcome::Failed => wechat_fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily unable to apply",
+        ),
+    }
+}
+
+/// A verified refund report: believed only for a refund of ours with the same order
+/// and amount; a copy is acknowledged and changes nothing.
+async fn apply_refund(
+    state: &AppState,
+    received: &Received<'_>,
+    reported: &crate::pay::wechatpay::notify::RefundResource,
+) -> Outcome {
+    let number = Some(reported.out_trade_no.as_str());
+    let ours = match state.store.find_refund(&reported.out_refund_no).await {
+        Ok(Some(ours)) => ours,
+        Ok(None) => {
+            return refuse(
+                state,
+                received,
+                number,
+                None,
+                "unknown_refund",
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        }
+        Err(error) => {
+            tracing::error!(?error, "cannot read a refund; WeChat will retry");
+            return Outcome::Failed;
+        }
+    };
+    let order = match state.store.find_order_by_id(ours.order_id).await {
+        Ok(order) => order,
+        Err(error) => {
+            tracing::error!(?error, "cannot read a refund's order; WeChat will retry");
+            return Outcome::Failed;
+        }
+    };
+    let order_id = Some(ours.order_id);
+    let same_order = order.is_some_and(|order| order.out_trade_no == reported.out_trade_no);
+    if !same_order || reported.amount.refund != ours.amount_fen {
+        return refuse(
+            state,
+            received,
+            number,
+            order_id,
+            "amount",
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let news = crate::pay::wechat::refund_state_of(
+        &reported.refund_status,
+        reported.refund_id.clone(),
+        reported.success_time,
+        state.clock.now(),
+    );
+    let refunds = crate::pay::refunds::Refunds::from_checkout(&state.checkout);
+    match refunds.apply(&ours.out_refund_no, &news).await {
+        Ok((_, changed)) => {
+            let verdict = if changed {
+                NotificationVerdict::Accepted
+            } else {
+                NotificationVerdict::Duplicate
+            };
+            record(state, received, number, order_id, verdict, Some("refund")).await;
+            Outcome::Accepted
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot apply a verified refund; WeChat will retry");
+            Outcome::Failed
+        }
     }
 }
 

@@ -188,6 +188,11 @@ impl AlipayClient {
         &self.alipay_key
     }
 
+    /// The HTTP client calls go through (its timeouts), for the bill download.
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Every parameter of a call, `sign` last, as they go on the wire.
     pub fn signed_params(
         &self,
@@ -371,7 +376,7 @@ impl AlipayClient {
 }
 
 /// Alipay: "64个字符以内，仅支持字母、数字、下划线".
-fn check_out_trade_no(number: &str) -> Result<(), AlipayApiError> {
+pub(super) fn check_out_trade_no(number: &str) -> Result<(), AlipayApiError> {
     let ok = !number.is_empty()
         && number.len() <= MAX_OUT_TRADE_NO
         && number

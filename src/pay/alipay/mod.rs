@@ -16,8 +16,10 @@
 //! - closing a trade that is not waiting for payment answers `ACQ.TRADE_STATUS_ERROR`
 //!   whether it is paid or already closed; close then queries to tell which.
 
+pub mod bill;
 pub mod client;
 pub mod notify;
+pub mod refund;
 pub mod sign;
 
 use std::time::Duration;
@@ -29,7 +31,10 @@ pub use client::{AlipayApiError, AlipayClient, AlipayClientConfig, PrecreateRequ
 pub use notify::{AlipayNotice, AlipayNotificationRefused};
 pub use sign::{AlipayPublicKey, AppPrivateKey, KeyError};
 
-use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
+use super::{
+    BillError, BillLine, Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid,
+    PrepayOrder, RefundRequest, RefundState,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::money::Fen;
@@ -326,10 +331,80 @@ impl Channel for Alipay {
             Err(error) => Err(channel_error(error)),
         }
     }
+
+    /// Synchronous at Alipay: `fund_change: Y` is a refund done. `N` is a repeat of a
+    /// refund number (nothing moved this time), settled by a query. A verified
+    /// refusal is the office's to act on ([`RefundState::Failed`] with Alipay's code).
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
+        match self.client.refund(request).await {
+            Ok(answer) if answer.fund_changed => Ok(RefundState::Succeeded {
+                channel_refund_no: answer.trade_no.unwrap_or_default(),
+                succeeded_at: answer.gmt_refund_pay.unwrap_or_else(|| self.clock.now()),
+            }),
+            Ok(_) => match self.settle_refund(request).await? {
+                // Alipay answered for this number, so it holds it; not seen by the
+                // query yet (Alipay: ask again after ten seconds).
+                RefundState::NotFound => Ok(RefundState::Processing {
+                    channel_refund_no: None,
+                }),
+                state => Ok(state),
+            },
+            Err(error) if error.outcome_unknown() => {
+                Err(ChannelError::OutcomeUnknown(error.to_string()))
+            }
+            Err(error @ client::AlipayApiError::Business { .. }) => Ok(RefundState::Failed {
+                reason: format!("{}: {error}", error.sub_code().unwrap_or("REFUSED")),
+            }),
+            Err(error) => Err(channel_error(error)),
+        }
+    }
+
+    async fn query_refund(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ChannelError> {
+        match self.client.query_refund(out_trade_no, out_refund_no).await {
+            Ok(answer) => refund::refund_state(answer, None, self.clock.now())
+                .map_err(ChannelError::OutcomeUnknown),
+            Err(error) if refund::is_unknown_trade(&error) => Ok(RefundState::NotFound),
+            Err(error) => Err(channel_error(error)),
+        }
+    }
+
+    async fn bill(&self, day: chrono::NaiveDate) -> Result<Vec<BillLine>, BillError> {
+        let url = self
+            .client
+            .bill_download_url(day)
+            .await
+            .map_err(|error| BillError::Channel(channel_error(error)))?
+            .ok_or(BillError::NoBill)?;
+        let zip = self.client.download_bill(&url).await?;
+        bill::parse_bill_zip(&zip)
+    }
+}
+
+impl Alipay {
+    /// A refund's state by query, the amount checked against the request.
+    async fn settle_refund(
+        &self,
+        request: &RefundRequest<'_>,
+    ) -> Result<RefundState, ChannelError> {
+        let answer = self
+            .client
+            .query_refund(request.out_trade_no, request.out_refund_no)
+            .await
+            .map_err(channel_error)?;
+        refund::refund_state(answer, Some(request.refund_fen), self.clock.now())
+            .map_err(ChannelError::OutcomeUnknown)
+    }
 }
 
 #[cfg(test)]
 mod sandbox_tests;
+
+#[cfg(test)]
+mod refund_sandbox_tests;
 
 #[cfg(test)]
 mod tests {

@@ -21,10 +21,10 @@ use crate::sandbox::alipay::{
 
 const NOTIFY_URL: &str = "https://pay.example.edu.cn/pay/notify/alipay";
 
-struct World {
-    sandbox: AlipaySandbox,
-    alipay: Alipay,
-    clock: Clock,
+pub(super) struct World {
+    pub(super) sandbox: AlipaySandbox,
+    pub(super) alipay: Alipay,
+    pub(super) clock: Clock,
 }
 
 fn client_for(gateway: Url, app_id: &str, app_key_pem: &str, clock: &Clock) -> AlipayClient {
@@ -40,7 +40,7 @@ fn client_for(gateway: Url, app_id: &str, app_key_pem: &str, clock: &Clock) -> A
 }
 
 impl World {
-    async fn start() -> World {
+    pub(super) async fn start() -> World {
         let clock = Clock::system();
         let sandbox = AlipaySandbox::spawn(SANDBOX_APP_ID, clock.clone())
             .await
@@ -58,7 +58,7 @@ impl World {
         }
     }
 
-    fn order<'a>(&self, number: &'a str, amount_fen: i64) -> PrepayOrder<'a> {
+    pub(super) fn order<'a>(&self, number: &'a str, amount_fen: i64) -> PrepayOrder<'a> {
         PrepayOrder {
             kind: PaymentChannel::Alipay,
             out_trade_no: number,
@@ -70,7 +70,7 @@ impl World {
         }
     }
 
-    async fn prepay(&self, number: &str, amount_fen: i64) -> String {
+    pub(super) async fn prepay(&self, number: &str, amount_fen: i64) -> String {
         match self.alipay.prepay(&self.order(number, amount_fen)).await {
             Ok(Prepaid::QrCode(code)) => code,
             other => panic!("expected a QR code, got {other:?}"),

@@ -169,9 +169,9 @@ pub struct WechatPayClient {
 }
 
 /// An answer whose signature checked out (or a 401 WeChat could not sign).
-struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -401,7 +401,7 @@ impl WechatPayClient {
         })
     }
 
-    fn endpoint(&self, path: &str) -> Result<Url, PayApiError> {
+    pub(super) fn endpoint(&self, path: &str) -> Result<Url, PayApiError> {
         self.api_base
             .join(path)
             .map_err(|error| PayApiError::Setup(format!("API URL for {path}: {error}")))
@@ -436,7 +436,7 @@ impl WechatPayClient {
     }
 
     /// Signs, sends, reads and verifies one exchange.
-    async fn exchange(
+    pub(super) async fn exchange(
         &self,
         api: &'static str,
         method: Method,
@@ -453,7 +453,7 @@ impl WechatPayClient {
         Ok(Answer { status, body })
     }
 
-    fn signed_request(
+    pub(super) fn signed_request(
         &self,
         method: Method,
         url: Url,
@@ -532,12 +532,15 @@ fn directory_url(mut base: Url) -> Result<Url, PayApiError> {
     Ok(base)
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, PayApiError> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, PayApiError> {
     serde_json::to_string(value)
         .map_err(|_| PayApiError::InvalidRequest("the request could not be serialised"))
 }
 
-fn decode<T: DeserializeOwned>(api: &'static str, body: &[u8]) -> Result<T, PayApiError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    api: &'static str,
+    body: &[u8],
+) -> Result<T, PayApiError> {
     serde_json::from_slice(body).map_err(|error| PayApiError::Decode {
         api,
         detail: error.to_string(),
@@ -587,7 +590,11 @@ fn check_prepay(request: &PrepayRequest) -> Result<(), PayApiError> {
 }
 
 /// A verified (or unsigned 401) error answer, typed.
-fn error_from_answer(api: &'static str, out_trade_no: &str, answer: &Answer) -> PayApiError {
+pub(super) fn error_from_answer(
+    api: &'static str,
+    out_trade_no: &str,
+    answer: &Answer,
+) -> PayApiError {
     let status = answer.status.as_u16();
     let error: ErrorAnswer = serde_json::from_slice(&answer.body).unwrap_or(ErrorAnswer {
         code: String::new(),

@@ -15,9 +15,11 @@
 //! never mark the payment failed.
 
 pub mod aead;
+pub mod bill;
 pub mod client;
 pub mod keys;
 pub mod notify;
+pub mod refund;
 pub mod signing;
 pub mod verify;
 

@@ -269,6 +269,68 @@ fn parse_transaction(plaintext: &str) -> Result<Transaction, NotifyError> {
         .map_err(|error| NotifyError::MalformedResource(error.to_string()))
 }
 
+// ---- refund notifications ------------------------------------------------------------
+
+pub const EVENT_REFUND_SUCCESS: &str = "REFUND.SUCCESS";
+pub const EVENT_REFUND_ABNORMAL: &str = "REFUND.ABNORMAL";
+pub const EVENT_REFUND_CLOSED: &str = "REFUND.CLOSED";
+
+/// The decrypted resource of a refund notification (`original_type` "refund").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundResource {
+    pub mchid: String,
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub out_refund_no: String,
+    pub refund_id: String,
+    pub refund_status: super::refund::RefundStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_time: Option<DateTime<FixedOffset>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_received_account: Option<String>,
+    pub amount: super::refund::RefundAmount,
+}
+
+/// A verified, decrypted refund notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundNotice {
+    pub notification_id: String,
+    pub event_type: String,
+    pub refund: RefundResource,
+    pub resource_plaintext: String,
+}
+
+/// Verifies, parses and decrypts a refund notification, exactly as a payment's:
+/// the signature over the raw body first. The caller compares the refund with ours.
+pub fn parse_refund_notification(
+    headers: &HeaderMap,
+    raw_body: &[u8],
+    verifier: &ResponseVerifier,
+    key: &ApiV3Key,
+    now: DateTime<Utc>,
+) -> Result<RefundNotice, NotifyError> {
+    verifier.verify(headers, raw_body, now)?;
+    let envelope = parse_envelope(raw_body)?;
+    let refund_event = [
+        EVENT_REFUND_SUCCESS,
+        EVENT_REFUND_ABNORMAL,
+        EVENT_REFUND_CLOSED,
+    ]
+    .contains(&envelope.event_type.as_str());
+    if !refund_event {
+        return Err(NotifyError::UnexpectedEvent(envelope.event_type));
+    }
+    let plaintext = decrypt_envelope(&envelope, key)?;
+    let refund = serde_json::from_str(&plaintext)
+        .map_err(|error| NotifyError::MalformedResource(error.to_string()))?;
+    Ok(RefundNotice {
+        notification_id: envelope.id,
+        event_type: envelope.event_type,
+        refund,
+        resource_plaintext: plaintext,
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -516,5 +578,52 @@ pub(crate) mod tests {
         }
         assert!(!TradeState::from("SOMETHING_NEW".to_owned()).is_paid());
         assert!(!TradeState::NotPay.is_paid());
+    }
+
+    const REFUNDED: &str = r#"{"mchid":"1900000109","out_trade_no":"CP20250901120000ABCD","transaction_id":"4200001234202509011234567890","out_refund_no":"RF20250901x7Kq2mPz9a","refund_id":"50000000382019052709732678859","refund_status":"SUCCESS","success_time":"2025-09-02T10:00:05+08:00","user_received_account":"支付用户零钱","amount":{"total":150000,"refund":150000,"payer_total":150000,"payer_refund":150000}}"#;
+
+    #[test]
+    fn a_refund_notification_is_verified_and_decrypted() {
+        let (headers, body) = sandbox_notification(EVENT_REFUND_SUCCESS, REFUNDED, NOW);
+        let notice =
+            parse_refund_notification(&headers, &body, &sandbox_verifier(), &api_v3_key(), at(NOW))
+                .expect("accepted");
+        assert_eq!(notice.event_type, EVENT_REFUND_SUCCESS);
+        assert_eq!(notice.refund.out_refund_no, "RF20250901x7Kq2mPz9a");
+        assert_eq!(
+            notice.refund.refund_status,
+            crate::pay::wechatpay::refund::RefundStatus::Success
+        );
+        assert_eq!(notice.refund.amount.refund, 150_000);
+        assert_eq!(notice.resource_plaintext, REFUNDED);
+    }
+
+    #[test]
+    fn a_payment_notification_is_not_a_refund_and_a_stale_refund_is_refused() {
+        let (headers, body) = sandbox_notification(EVENT_TRANSACTION_SUCCESS, PAID, NOW);
+        let parse = |headers: &HeaderMap, body: &[u8]| {
+            parse_refund_notification(headers, body, &sandbox_verifier(), &api_v3_key(), at(NOW))
+        };
+        assert!(matches!(
+            parse(&headers, &body),
+            Err(NotifyError::UnexpectedEvent(_))
+        ));
+        let (headers, body) = sandbox_notification(EVENT_REFUND_SUCCESS, REFUNDED, NOW - 600);
+        assert!(matches!(
+            parse(&headers, &body),
+            Err(NotifyError::Signature(_))
+        ));
+        // A refund notification is not a payment either.
+        let (headers, body) = sandbox_notification(EVENT_REFUND_CLOSED, REFUNDED, NOW);
+        assert!(matches!(
+            parse_transaction_notification(
+                &headers,
+                &body,
+                &sandbox_verifier(),
+                &api_v3_key(),
+                at(NOW)
+            ),
+            Err(NotifyError::UnexpectedEvent(_))
+        ));
     }
 }

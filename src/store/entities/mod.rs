@@ -10,11 +10,8 @@ pub mod followers;
 pub mod order_items;
 pub mod orders;
 pub mod payment_notifications;
-#[allow(dead_code, reason = "issue 7 is being built")]
 pub mod reconciliation_lines;
-#[allow(dead_code, reason = "issue 7 is being built")]
 pub mod reconciliation_runs;
-#[allow(dead_code, reason = "issue 7 is being built")]
 pub mod refunds;
 pub mod students;
 

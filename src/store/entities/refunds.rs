@@ -17,6 +17,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub reason: String,
     pub kind: RefundKind,
+    /// On success, the item goes back to unpaid.
+    pub unpay_item: bool,
     pub status: RefundStatus,
     pub channel_refund_no: Option<String>,
     pub requested_by: String,

@@ -57,6 +57,7 @@ async fn home(State(state): State<AppState>, console: Console) -> Result<Respons
             li { a href="/admin/students" { strong { "学生" } span { "查询、更正信息、重置密码、解绑微信" } } }
             li { a href="/admin/fees" { strong { "导入与收费项目" } span { "上传学生或收费名单，减免、缓缴" } } }
             li { a href="/admin/payments" { strong { "缴费记录" } span { "订单、异常处理、导出" } } }
+            li { a href="/admin/receipts" { strong { "凭证查验" } span { "按验证码查验缴费凭证，登记财政电子票据" } } }
             li { a href="/admin/arrears" { strong { "欠费统计" } span { "按年级、班级、专业，导出给辅导员" } } }
             li { a href="/admin/followers" { strong { "公众号关注者" } span { "备注检查、推送菜单" } } }
             li { a href="/admin/audit" { strong { "操作日志" } span { "谁在何时做了什么" } } }

@@ -13,6 +13,7 @@ mod fees;
 mod followers;
 mod home;
 mod payments;
+mod receipts;
 mod reconciliation;
 mod signin;
 mod students;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(students::router())
         .merge(fees::router())
         .merge(payments::router())
+        .merge(receipts::router())
         .merge(arrears::router())
         .merge(reconciliation::router())
         .merge(followers::router())

@@ -9,6 +9,7 @@ mod oauth;
 mod password;
 mod paying;
 mod portal;
+mod receipt;
 pub(crate) mod remark;
 mod signin;
 
@@ -53,6 +54,10 @@ pub fn router() -> Router<AppState> {
             "/h5/orders/{number}/status",
             get(|s, h, p| paying::status(Surface::Mobile, s, h, p)),
         )
+        .route(
+            "/h5/orders/{number}/receipt",
+            get(|s, h, p| receipt::receipt(Surface::Mobile, s, h, p)),
+        )
         // PC portal.
         .route("/", get(portal::home))
         .route("/captcha", get(captcha::image))
@@ -80,6 +85,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/orders/{number}/status",
             get(|s, h, p| paying::status(Surface::Pc, s, h, p)),
+        )
+        .route(
+            "/orders/{number}/receipt",
+            get(|s, h, p| receipt::receipt(Surface::Pc, s, h, p)),
         )
         // What the pages load.
         .route("/assets/app.css", get(stylesheet))

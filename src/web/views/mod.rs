@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod fees;
 pub mod pay;
+pub mod receipt;
 pub mod signin;
 
 use maud::{DOCTYPE, Markup, html};

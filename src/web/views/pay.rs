@@ -197,6 +197,9 @@ pub fn result(
                 @if waiting {
                     div class="btn-area" { a class="btn" href=(self_url) id="check-result" { "重新查询" } }
                 }
+                @if kind == ResultKind::Paid {
+                    div class="btn-area" { a class="btn" href=(format!("{self_url}/receipt")) id="view-receipt" { "查看缴费凭证" } }
+                }
                 div class="btn-area" { a class="btn secondary" href=(surface.path("/fees")) id="back-to-fees" { "返回缴费项目" } }
                 (alerts(None, None))
                 (office_note())

@@ -201,6 +201,7 @@ fn config_pairs<'a>(
         // The scheduled follower check never fires inside a test (February 30th): tests
         // run checks themselves.
         ("CAMPUSPAY_CLEANUP_SCHEDULE", "0 0 0 30 2 *"),
+        ("CAMPUSPAY_RECONCILE_SCHEDULE", "0 0 0 30 2 *"),
     ];
     if aes_key {
         pairs.push(("CAMPUSPAY_WECHAT_AES_KEY", AES_KEY));

@@ -7,6 +7,8 @@ pub mod audit;
 pub mod fees;
 pub mod followers;
 pub mod payments;
+pub mod receipts;
+pub mod reconciliation;
 pub mod students;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};

@@ -417,6 +417,119 @@ fn notification_exceptions(rows: &[NotificationRecord], csrf: Option<&str>, id: 
     }
 }
 
+// ---- refunds (issue 7) ----------------------------------------------------------------
+
+/// The longest refund reason, in characters (WeChat Pay shows at most 80).
+pub const MAX_REFUND_REASON_CHARS: usize = 80;
+
+/// The 退款 section of an order page.
+pub struct RefundsSection<'a> {
+    pub out_trade_no: &'a str,
+    /// Whether money came in for this order (paid, or paid after close).
+    pub refundable: bool,
+    pub order_left_fen: i64,
+    /// `(fee_item_id, label, what is left of it)`.
+    pub items: Vec<(i64, String, i64)>,
+    pub refunds: &'a [crate::store::RefundRecord],
+    pub can_change: bool,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+pub fn refund_status_label(status: crate::store::RefundStatus) -> Markup {
+    use crate::store::RefundStatus;
+    match status {
+        RefundStatus::Requested => html! { span class="badge warn" { "已申请，待渠道确认" } },
+        RefundStatus::Processing => html! { span class="badge warn" { "退款处理中" } },
+        RefundStatus::Succeeded => html! { span class="badge ok" { "退款成功" } },
+        RefundStatus::Failed => html! { span class="badge danger" { "退款失败" } },
+    }
+}
+
+fn refund_kind_label(refund: &crate::store::RefundRecord) -> &'static str {
+    match (refund.kind, refund.unpays_item) {
+        (crate::store::RefundKind::Duplicate, _) => "重复缴费退款",
+        (crate::store::RefundKind::Withdrawal, true) => "部分退款（成功后项目改为未缴）",
+        (crate::store::RefundKind::Withdrawal, false) => "部分退款",
+    }
+}
+
+pub fn refunds(view: &RefundsSection<'_>) -> Markup {
+    let action = format!("/admin/payments/{}/refund", view.out_trade_no);
+    html! {
+        h2 id="refunds-title" { "退款" }
+        div class="panel refunds" id="order-refunds" {
+            (flash(view.error, view.notice))
+            @if view.refundable {
+                p { "可退余额：" strong id="refund-left" { (yuan(view.order_left_fen)) } " 元" }
+            } @else {
+                p class="muted" { "该订单未收到支付，无可退款项。" }
+            }
+            @if view.refundable && view.can_change && view.order_left_fen > 0 {
+                div class="refund-forms" {
+                    form method="post" action=(action) class="refund duplicate" {
+                        h3 { "重复缴费：全额退款" }
+                        (csrf_field(view.csrf))
+                        input type="hidden" name="kind" value="duplicate";
+                        p class="muted" { "退回本订单可退余额的全部 " (yuan(view.order_left_fen)) " 元；项目仍为已缴。" }
+                        label { "退款原因（必填）"
+                            input type="text" name="reason" maxlength=(MAX_REFUND_REASON_CHARS) required value="重复缴费退款";
+                        }
+                        button type="submit" class="btn small danger" { "全额退款" }
+                    }
+                    form method="post" action=(action) class="refund withdrawal" {
+                        h3 { "按项目部分退款（如退学）" }
+                        (csrf_field(view.csrf))
+                        input type="hidden" name="kind" value="withdrawal";
+                        label { "项目"
+                            select name="fee_item_id" required {
+                                @for (id, label, left) in &view.items {
+                                    option value=(id) disabled[*left <= 0] { (label) "（可退 " (yuan(*left)) " 元）" }
+                                }
+                            }
+                        }
+                        label { "退款金额（元）"
+                            input type="text" name="amount" inputmode="decimal" required placeholder="例如 1200.00";
+                        }
+                        label { "退款原因（必填）"
+                            input type="text" name="reason" maxlength=(MAX_REFUND_REASON_CHARS) required;
+                        }
+                        label class="check" {
+                            input type="checkbox" name="unpay_item" value="1";
+                            " 退款成功后该项目改为未缴"
+                        }
+                        button type="submit" class="btn small danger" { "申请退款" }
+                    }
+                }
+            }
+            table class="grid" id="refund-list" {
+                thead { tr {
+                    th { "退款单号" } th { "类型" } th class="num" { "金额（元）" } th { "状态" }
+                    th { "原因" } th { "申请人" } th { "申请时间" } th { "完成时间" } th { "渠道退款单号" } th { "失败原因" }
+                } }
+                tbody {
+                    @for refund in view.refunds {
+                        tr {
+                            td { code { (refund.out_refund_no) } }
+                            td { (refund_kind_label(refund)) }
+                            td class="num" { (yuan(refund.amount_fen)) }
+                            td class="refund-status" { (refund_status_label(refund.status)) }
+                            td { (refund.reason) }
+                            td { (refund.requested_by) }
+                            td class="nowrap" { (beijing(refund.requested_at)) }
+                            td class="nowrap" { @if let Some(at) = refund.finished_at { (beijing(at)) } @else { "—" } }
+                            td { @if let Some(number) = &refund.channel_refund_no { code { (number) } } @else { "—" } }
+                            td { (refund.failure.as_deref().unwrap_or("")) }
+                        }
+                    }
+                    @if view.refunds.is_empty() { tr { td colspan="10" class="empty" { "暂无退款" } } }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

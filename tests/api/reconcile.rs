@@ -1,0 +1,332 @@
+//! Reconciliation against the WeChat Pay sandbox's trade bill (WeChat's shape:
+//! backticks, Chinese header, summary, gzipped, SHA1): a clean day, a payment whose
+//! notification was lost (applied once, never twice), a payment the bill lacks
+//! (flagged, not reverted), an amount that differs, an order we never made, a bill
+//! failing its hash (a failed run, nothing changed), the CLI on a bad date, and the
+//! console (finance runs one; viewer and a missing CSRF token are refused; CSV with BOM).
+
+use std::process::Command;
+
+use campus_pay::domain::order::beijing_offset;
+use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport};
+use campus_pay::pay::checkout::Started;
+use campus_pay::store::{AdminRole, FeeItemStatus, OrderStatus, PaymentChannel};
+use chrono::NaiveDate;
+use reqwest::StatusCode;
+
+use crate::support::TestApp;
+use crate::support::admin::{FINANCE, VIEWER};
+use crate::support::seed::{LI_SI, ZHANG_SAN, item_statuses, paying_app};
+
+fn today(app: &TestApp) -> NaiveDate {
+    app.clock
+        .now()
+        .with_timezone(&beijing_offset())
+        .date_naive()
+}
+
+/// An open WeChat Native order for all of the student's items.
+async fn order_for(app: &TestApp, id_card: &str) -> String {
+    let store = &app.state.store;
+    let student = store
+        .find_student_by_id_card(id_card)
+        .await
+        .unwrap()
+        .expect("seeded");
+    let items: Vec<i64> = store
+        .fee_items_of(student.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|item| item.id)
+        .collect();
+    match app
+        .state
+        .checkout
+        .start(student.id, &items, PaymentChannel::WechatNative, None)
+        .await
+        .expect("order started")
+    {
+        Started::Ready { order, .. } => order.out_trade_no,
+        other => panic!("no order: {other:?}"),
+    }
+}
+
+/// An order paid at the sandbox, its notification applied.
+async fn paid_order(app: &TestApp, id_card: &str) -> String {
+    let number = order_for(app, id_card).await;
+    let paid = app.pay.pay(&number).await.expect("paid");
+    assert_eq!(paid.notification_answers[0].0, 204);
+    number
+}
+
+async fn reconcile_today(app: &TestApp) -> ReconcileReport {
+    app.state
+        .reconciler()
+        .reconcile(BillChannel::Wechat, today(app), ACTOR_CLI)
+        .await
+        .expect("a run")
+}
+
+async fn order_status(app: &TestApp, number: &str) -> OrderStatus {
+    app.state
+        .store
+        .find_order(number)
+        .await
+        .unwrap()
+        .expect("order")
+        .status
+}
+
+#[tokio::test]
+async fn a_day_whose_payments_all_match_is_clean() {
+    let app = paying_app().await;
+    paid_order(&app, ZHANG_SAN).await;
+    paid_order(&app, LI_SI).await;
+    let report = reconcile_today(&app).await;
+    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.counts.bill_lines, 2);
+    assert_eq!(report.run.counts.matched, 2);
+    assert!(report.lines.is_empty(), "{report}");
+    assert!(report.to_string().contains("全部一致"));
+    // The bill was asked for gzipped and downloaded with a signed request.
+    let calls = app.pay.calls();
+    let asked = calls
+        .iter()
+        .find(|call| call.path == "/v3/bill/tradebill")
+        .expect("tradebill called");
+    assert!(asked.uri.contains("bill_type=ALL") && asked.uri.contains("tar_type=GZIP"));
+    assert!(
+        calls
+            .iter()
+            .any(|call| call.path == "/v3/billdownload/file" && call.status == 200)
+    );
+    let audit = app.audit_rows("reconcile.run").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.actor, "cli");
+    assert_eq!(
+        audit[0].entry.target,
+        format!("reconciliation_run:{}", report.run.id)
+    );
+}
+
+#[tokio::test]
+async fn a_payment_whose_notification_was_lost_is_applied_once() {
+    let app = paying_app().await;
+    let number = order_for(&app, ZHANG_SAN).await;
+    app.pay
+        .pay_silently(&number)
+        .expect("paid, notification lost");
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
+
+    let first = reconcile_today(&app).await;
+    assert_eq!(first.run.counts.applied, 1, "{first}");
+    assert_eq!(first.lines.len(), 1);
+    assert_eq!(first.lines[0].kind, "applied");
+    assert_eq!(first.lines[0].out_trade_no, number);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Paid);
+
+    let again = reconcile_today(&app).await;
+    assert_eq!(again.run.counts.applied, 0, "{again}");
+    assert_eq!(again.run.counts.matched, 1);
+    assert!(again.lines.is_empty());
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+    assert_eq!(app.audit_rows("reconcile.run").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_payment_missing_from_the_bill_is_flagged_not_reverted() {
+    let app = paying_app().await;
+    let number = paid_order(&app, ZHANG_SAN).await;
+    let other = paid_order(&app, LI_SI).await;
+    app.pay.bill_leave_out(&number);
+    let report = reconcile_today(&app).await;
+    assert_eq!(report.run.status, "done");
+    assert_eq!(report.run.counts.missing_at_channel, 1, "{report}");
+    assert_eq!(report.run.counts.matched, 1);
+    let line = &report.lines[0];
+    assert_eq!(
+        (line.kind.as_str(), line.out_trade_no.as_str()),
+        ("missing_at_channel", number.as_str())
+    );
+    assert_eq!(line.our_amount_fen, Some(605_050));
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Paid);
+    assert_eq!(order_status(&app, &other).await, OrderStatus::Paid);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+}
+
+#[tokio::test]
+async fn an_amount_mismatch_and_an_order_we_never_made_are_flagged() {
+    let app = paying_app().await;
+    let number = paid_order(&app, ZHANG_SAN).await;
+    let silent = order_for(&app, LI_SI).await;
+    app.pay.pay_silently(&silent).expect("paid");
+    app.pay.bill_change_amount(&number, 605_000);
+    app.pay.bill_change_amount(&silent, 1);
+    app.pay
+        .bill_add_payment("CP20990101000000NOTOURS001", 12_345);
+    let report = reconcile_today(&app).await;
+    assert_eq!(report.run.counts.amount_mismatch, 2, "{report}");
+    assert_eq!(report.run.counts.unknown_at_us, 1);
+    assert_eq!(report.run.counts.applied, 0);
+    let mismatch = report
+        .lines
+        .iter()
+        .find(|line| line.out_trade_no == number)
+        .expect("line");
+    assert_eq!(mismatch.kind, "amount_mismatch");
+    assert_eq!(
+        (mismatch.our_amount_fen, mismatch.channel_amount_fen),
+        (Some(605_050), Some(605_000))
+    );
+    let unknown = report
+        .lines
+        .iter()
+        .find(|line| line.kind == "unknown_at_us")
+        .expect("line");
+    assert_eq!(unknown.out_trade_no, "CP20990101000000NOTOURS001");
+    // Nothing applied for a different amount.
+    assert_eq!(order_status(&app, &silent).await, OrderStatus::Created);
+}
+
+#[tokio::test]
+async fn a_bill_failing_its_hash_fails_the_run_and_changes_nothing() {
+    let app = paying_app().await;
+    let number = order_for(&app, ZHANG_SAN).await;
+    app.pay.pay_silently(&number).expect("paid");
+    app.pay.corrupt_next_bill_hash();
+    let report = reconcile_today(&app).await;
+    assert_eq!(report.run.status, "failed", "{report}");
+    let error = report.run.error.clone().unwrap_or_default();
+    assert!(error.contains("SHA1"), "{error}");
+    assert!(report.lines.is_empty());
+    assert_eq!(report.run.counts.applied, 0);
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Created);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
+    // The next bill is sound again and the payment is applied.
+    let next = reconcile_today(&app).await;
+    assert_eq!(next.run.counts.applied, 1, "{next}");
+}
+
+#[tokio::test]
+async fn a_channel_without_a_bill_gives_a_clear_failed_run() {
+    let app = paying_app().await;
+    let report = app
+        .state
+        .reconciler()
+        .reconcile(BillChannel::Abc, today(&app), ACTOR_CLI)
+        .await
+        .expect("a run, not a crash");
+    assert_eq!(report.run.status, "failed");
+    assert!(
+        report
+            .run
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("不支持"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_refuses_a_bad_date_in_one_line() {
+    let output = tokio::task::spawn_blocking(|| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_campus-pay"));
+        command
+            .args(["reconcile", "--date", "2026-02-30", "--channel", "wechat"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAMPUSPAY_")) {
+            command.env_remove(key);
+        }
+        command.env("RUST_LOG", "error");
+        command.output().expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--date"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_console_runs_one_for_finance_only_and_exports_its_lines() {
+    let app = paying_app().await;
+    let number = order_for(&app, ZHANG_SAN).await;
+    app.pay.pay_silently(&number).expect("paid");
+    let day = today(&app).format("%Y-%m-%d").to_string();
+
+    let mut viewer = app.console_as(VIEWER, AdminRole::Viewer).await;
+    let list = viewer.get("/admin/reconciliation").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(!list.body.contains("开始对账"), "no form for a viewer");
+    let csrf = viewer.console_csrf().await;
+    let refused = viewer
+        .post(
+            "/admin/reconciliation/run",
+            &[("csrf", &csrf), ("date", &day), ("channel", "wechat")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let mut finance = app.console_as(FINANCE, AdminRole::Finance).await;
+    let refused = finance
+        .post(
+            "/admin/reconciliation/run",
+            &[("date", day.as_str()), ("channel", "wechat")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(app.audit_rows("reconcile.").await.is_empty());
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Created);
+
+    let csrf = finance.console_csrf().await;
+    let done = finance
+        .post(
+            "/admin/reconciliation/run",
+            &[("csrf", &csrf), ("date", &day), ("channel", "wechat")],
+        )
+        .await;
+    let location = done.location.clone().unwrap_or_default();
+    assert!(
+        location.starts_with("/admin/reconciliation/runs/"),
+        "{:?} {}",
+        done.status,
+        done.body
+    );
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Paid);
+    let audit = app.audit_rows("reconcile.run").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.actor, FINANCE);
+
+    let page = finance.get(&location).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("渠道已收、我方补入账"), "{}", page.body);
+    assert!(page.body.contains(&format!("/admin/payments/{number}")));
+    let list = finance.get("/admin/reconciliation").await;
+    assert!(list.body.contains(&day) && list.body.contains("微信支付"));
+
+    let (status, content_type, bytes) = finance.download(&format!("{location}/lines.csv")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert!(bytes.starts_with("\u{feff}".as_bytes()), "BOM first");
+    let text = String::from_utf8(bytes).expect("UTF-8");
+    assert!(text.contains(&number) && text.contains("6050.50"), "{text}");
+
+    // A bad date is said, and nothing runs.
+    let bad = finance
+        .post(
+            "/admin/reconciliation/run",
+            &[
+                ("csrf", &csrf),
+                ("date", "2026-13-01"),
+                ("channel", "wechat"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(bad.body.contains("日期"), "{}", bad.body);
+    assert_eq!(app.audit_rows("reconcile.run").await.len(), 1);
+}
