@@ -5,7 +5,8 @@
 //! The rules: paid on both sides, same amount: fine. Paid at the channel, not with us:
 //! to be applied (through the same idempotent path as a notification). Paid with us
 //! but absent from the bill: flagged, never reverted. Amounts that differ: flagged,
-//! nothing applied. A trade number we never made: flagged.
+//! nothing applied. A trade number we never made: flagged. Refund lines are matched
+//! against our refunds (by our refund number) by the same rules ([`reconcile_refunds`]).
 
 use std::collections::HashSet;
 
@@ -94,6 +95,107 @@ fn judge(line: &BilledPayment, ours: &[OurOrder]) -> Finding {
     // Unpaid with us, or paid by another transaction (a second payment): applying it
     // settles the first and records the second for the office.
     Finding::ToApply(line.clone())
+}
+
+/// A refund line of the bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledRefund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub channel_trade_no: String,
+    pub amount_fen: i64,
+}
+
+/// Where one of our refunds stands, as matching needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OurRefundStand {
+    Succeeded,
+    /// Requested or processing: the money may be back already.
+    Open,
+    Failed,
+}
+
+/// One of our refunds: those that succeeded on the bill's day, and those the bill
+/// names from any day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OurRefund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub amount_fen: i64,
+    pub stand: OurRefundStand,
+}
+
+/// What one refund line (or one refund of ours the bill lacks) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundFinding {
+    Matched {
+        out_refund_no: String,
+    },
+    /// Refunded at the channel, still open with us: to be applied as a query answer.
+    ToApply(BilledRefund),
+    /// Refunded at the channel, but we recorded it as failed: never changed here
+    /// (a final state does not go back), flagged for the office.
+    FailedWithUs(BilledRefund),
+    /// Succeeded with us, absent from the bill.
+    MissingAtChannel {
+        out_refund_no: String,
+        out_trade_no: String,
+        our_amount_fen: i64,
+    },
+    AmountMismatch {
+        billed: BilledRefund,
+        our_amount_fen: i64,
+    },
+    /// A refund number we never made.
+    UnknownAtUs(BilledRefund),
+}
+
+/// One finding per refund line of the bill, then one per refund of ours that
+/// succeeded and the bill lacks. The same rules as the payments': what the channel
+/// vouches for and we lack is applied, what we have and the channel lacks is flagged
+/// and never reverted, different amounts change nothing.
+pub fn reconcile_refunds(bill: &[BilledRefund], ours: &[OurRefund]) -> Vec<RefundFinding> {
+    let mut findings: Vec<RefundFinding> =
+        bill.iter().map(|line| judge_refund(line, ours)).collect();
+    let named: HashSet<&str> = bill
+        .iter()
+        .map(|line| line.out_refund_no.as_str())
+        .collect();
+    findings.extend(
+        ours.iter()
+            .filter(|refund| {
+                refund.stand == OurRefundStand::Succeeded
+                    && !named.contains(refund.out_refund_no.as_str())
+            })
+            .map(|refund| RefundFinding::MissingAtChannel {
+                out_refund_no: refund.out_refund_no.clone(),
+                out_trade_no: refund.out_trade_no.clone(),
+                our_amount_fen: refund.amount_fen,
+            }),
+    );
+    findings
+}
+
+fn judge_refund(line: &BilledRefund, ours: &[OurRefund]) -> RefundFinding {
+    let Some(refund) = ours
+        .iter()
+        .find(|refund| refund.out_refund_no == line.out_refund_no)
+    else {
+        return RefundFinding::UnknownAtUs(line.clone());
+    };
+    if refund.amount_fen != line.amount_fen {
+        return RefundFinding::AmountMismatch {
+            billed: line.clone(),
+            our_amount_fen: refund.amount_fen,
+        };
+    }
+    match refund.stand {
+        OurRefundStand::Succeeded => RefundFinding::Matched {
+            out_refund_no: line.out_refund_no.clone(),
+        },
+        OurRefundStand::Open => RefundFinding::ToApply(line.clone()),
+        OurRefundStand::Failed => RefundFinding::FailedWithUs(line.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +306,113 @@ mod tests {
             findings
                 .iter()
                 .all(|finding| matches!(finding, Finding::Matched { .. }))
+        );
+    }
+
+    fn billed_refund(number: &str, fen: i64) -> BilledRefund {
+        BilledRefund {
+            out_refund_no: number.into(),
+            out_trade_no: "CP1".into(),
+            channel_trade_no: "42001".into(),
+            amount_fen: fen,
+        }
+    }
+
+    fn our_refund(number: &str, fen: i64, stand: OurRefundStand) -> OurRefund {
+        OurRefund {
+            out_refund_no: number.into(),
+            out_trade_no: "CP1".into(),
+            amount_fen: fen,
+            stand,
+        }
+    }
+
+    #[test]
+    fn a_refund_succeeded_on_both_sides_for_the_same_amount_matches() {
+        let findings = reconcile_refunds(
+            &[billed_refund("RF1", 100)],
+            &[our_refund("RF1", 100, OurRefundStand::Succeeded)],
+        );
+        assert_eq!(
+            findings,
+            [RefundFinding::Matched {
+                out_refund_no: "RF1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_refund_open_with_us_and_billed_is_to_be_applied() {
+        let findings = reconcile_refunds(
+            &[billed_refund("RF1", 100)],
+            &[our_refund("RF1", 100, OurRefundStand::Open)],
+        );
+        assert_eq!(
+            findings,
+            [RefundFinding::ToApply(billed_refund("RF1", 100))]
+        );
+    }
+
+    #[test]
+    fn a_refund_failed_with_us_but_billed_is_flagged_not_applied() {
+        let findings = reconcile_refunds(
+            &[billed_refund("RF1", 100)],
+            &[our_refund("RF1", 100, OurRefundStand::Failed)],
+        );
+        assert_eq!(
+            findings,
+            [RefundFinding::FailedWithUs(billed_refund("RF1", 100))]
+        );
+    }
+
+    #[test]
+    fn a_refund_succeeded_with_us_but_absent_from_the_bill_is_flagged() {
+        let findings = reconcile_refunds(
+            &[],
+            &[
+                our_refund("RF1", 100, OurRefundStand::Succeeded),
+                // Not (yet) succeeded: nothing to say.
+                our_refund("RF2", 200, OurRefundStand::Open),
+                our_refund("RF3", 300, OurRefundStand::Failed),
+            ],
+        );
+        assert_eq!(
+            findings,
+            [RefundFinding::MissingAtChannel {
+                out_refund_no: "RF1".into(),
+                out_trade_no: "CP1".into(),
+                our_amount_fen: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn refund_amounts_that_differ_are_flagged_whatever_our_stand() {
+        for stand in [
+            OurRefundStand::Succeeded,
+            OurRefundStand::Open,
+            OurRefundStand::Failed,
+        ] {
+            let findings = reconcile_refunds(
+                &[billed_refund("RF1", 101)],
+                &[our_refund("RF1", 100, stand)],
+            );
+            assert_eq!(
+                findings,
+                [RefundFinding::AmountMismatch {
+                    billed: billed_refund("RF1", 101),
+                    our_amount_fen: 100
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn a_refund_number_we_never_made_is_unknown_at_us() {
+        let findings = reconcile_refunds(&[billed_refund("RFX", 1)], &[]);
+        assert_eq!(
+            findings,
+            [RefundFinding::UnknownAtUs(billed_refund("RFX", 1))]
         );
     }
 }

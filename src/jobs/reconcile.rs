@@ -23,12 +23,17 @@ use super::schedule::{next_run, wait};
 use crate::cache::{CacheError, CacheLock, SharedCache};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
-use crate::domain::reconcile::{BilledPayment, Finding, OurOrder, reconcile};
+use crate::domain::reconcile::{
+    BilledPayment, BilledRefund, Finding, OurOrder, OurRefund, OurRefundStand, RefundFinding,
+    reconcile, reconcile_refunds,
+};
 use crate::pay::checkout::{Checkout, CheckoutError, Settled};
-use crate::pay::{BillError, BillLine, BillLineKind, ChannelPayment};
+use crate::pay::refunds::Refunds;
+use crate::pay::{BillError, BillLine, BillLineKind, ChannelPayment, RefundState};
 use crate::store::{
     AuditEntry, NewReconciliationRun, OrderRecord, OrderStatus, PaymentChannel,
-    ReconciliationCounts, ReconciliationLine, ReconciliationRunRecord, StoreError,
+    ReconciliationCounts, ReconciliationLine, ReconciliationRunRecord, RefundRecord, RefundStatus,
+    StoreError,
 };
 
 /// The audit log's action for a run.
@@ -136,6 +141,10 @@ pub fn kind_label(kind: &str) -> &str {
         "amount_mismatch" => "金额不符",
         "unknown_at_us" => "我方无此订单",
         "exception" => "已记为异常",
+        "refund_applied" => "渠道已退款、我方补记退款成功",
+        "refund_missing_at_channel" => "我方退款成功、渠道账单无",
+        "refund_amount_mismatch" => "退款金额不符",
+        "refund_unknown_at_us" => "我方无此退款单",
         other => other,
     }
 }
@@ -298,15 +307,22 @@ impl Reconciler {
             .orders_paid_between(channel.kinds(), from, to)
             .await
             .map_err(|error| format!("读取我方订单失败：{error}"))?;
+        let refunded_that_day = store
+            .refunds_succeeded_between(channel.kinds(), from, to)
+            .await
+            .map_err(|error| format!("读取我方退款失败：{error}"))?;
         let bill = match source.bill(day).await {
             Ok(bill) => bill,
-            // No bill and no payment of ours: a day without trade.
-            Err(BillError::NoBill) if paid_that_day.is_empty() => Vec::new(),
+            // No bill and nothing paid or refunded with us: a day without trade.
+            Err(BillError::NoBill) if paid_that_day.is_empty() && refunded_that_day.is_empty() => {
+                Vec::new()
+            }
             Err(BillError::NoBill) => {
                 return Err(format!(
-                    "{}没有该日账单（尚未生成？），而我方当日有 {} 笔已缴订单；请稍后重新对账",
+                    "{}没有该日账单（尚未生成？），而我方当日有 {} 笔已缴订单、{} 笔成功退款；请稍后重新对账",
                     channel.label(),
-                    paid_that_day.len()
+                    paid_that_day.len(),
+                    refunded_that_day.len()
                 ));
             }
             Err(BillError::Unsupported) => {
@@ -318,7 +334,11 @@ impl Reconciler {
             Err(BillError::Channel(error)) => return Err(format!("获取账单失败：{error}")),
         };
         let ours = self.our_side(&bill, paid_that_day).await?;
-        self.settle(&bill, &ours).await
+        let mut outcome = self.settle(&bill, &ours).await?;
+        let our_refunds = self.our_refunds(&bill, refunded_that_day).await?;
+        self.settle_refunds(&bill, &our_refunds, &mut outcome)
+            .await?;
+        Ok(outcome)
     }
 
     /// Our orders paid that day, and every order the bill names, once each.
@@ -484,6 +504,203 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Our refunds that succeeded that day, and every refund the bill names, once each.
+    async fn our_refunds(
+        &self,
+        bill: &[BillLine],
+        refunded_that_day: Vec<(RefundRecord, String)>,
+    ) -> Result<Vec<OurRefund>, String> {
+        let numbers: Vec<&str> = bill
+            .iter()
+            .filter_map(|line| match &line.kind {
+                BillLineKind::Refund { out_refund_no } => Some(out_refund_no.as_str()),
+                BillLineKind::Payment => None,
+            })
+            .collect();
+        let named = self
+            .checkout
+            .store
+            .refunds_numbered(&numbers)
+            .await
+            .map_err(|error| format!("读取账单所列退款失败：{error}"))?;
+        let mut by_id: HashMap<i64, (RefundRecord, String)> = HashMap::new();
+        for (refund, out_trade_no) in refunded_that_day.into_iter().chain(named) {
+            by_id.entry(refund.id).or_insert((refund, out_trade_no));
+        }
+        let mut refunds: Vec<(RefundRecord, String)> = by_id.into_values().collect();
+        refunds.sort_by_key(|(refund, _)| refund.id);
+        Ok(refunds
+            .into_iter()
+            .map(|(refund, out_trade_no)| OurRefund {
+                stand: match refund.status {
+                    RefundStatus::Succeeded => OurRefundStand::Succeeded,
+                    RefundStatus::Failed => OurRefundStand::Failed,
+                    _ => OurRefundStand::Open,
+                },
+                out_refund_no: refund.out_refund_no,
+                out_trade_no,
+                amount_fen: refund.amount_fen,
+            })
+            .collect())
+    }
+
+    /// Matches the bill's refund lines against our refunds and applies what the
+    /// channel refunded and we still hold open. Refund findings are counted in the
+    /// run's columns beside the payments' (its counts are of bill lines and our
+    /// records, whatever their kind): matched → `matched`, applied → `applied`,
+    /// absent from the bill → `missing_at_channel`, differing amounts (and a refund
+    /// the channel made that we recorded as failed: what was given back differs) →
+    /// `amount_mismatch`, a refund number we never made → `unknown_at_us`. The lines
+    /// say which are refunds (`refund_…`).
+    async fn settle_refunds(
+        &self,
+        bill: &[BillLine],
+        ours: &[OurRefund],
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let billed: Vec<(BilledRefund, chrono::DateTime<Utc>)> = bill
+            .iter()
+            .filter_map(|line| match &line.kind {
+                BillLineKind::Refund { out_refund_no } => Some((
+                    BilledRefund {
+                        out_refund_no: out_refund_no.clone(),
+                        out_trade_no: line.out_trade_no.clone(),
+                        channel_trade_no: line.channel_trade_no.clone(),
+                        amount_fen: line.amount_fen,
+                    },
+                    line.at,
+                )),
+                BillLineKind::Payment => None,
+            })
+            .collect();
+        let lines: Vec<BilledRefund> = billed.iter().map(|(line, _)| line.clone()).collect();
+        for finding in reconcile_refunds(&lines, ours) {
+            match finding {
+                RefundFinding::Matched { .. } => outcome.counts.matched += 1,
+                RefundFinding::ToApply(refund) => {
+                    let at = billed
+                        .iter()
+                        .find(|(line, _)| line.out_refund_no == refund.out_refund_no)
+                        .map_or_else(|| self.checkout.clock.now(), |(_, at)| *at);
+                    self.apply_refund(&refund, at, outcome).await?;
+                }
+                RefundFinding::FailedWithUs(refund) => {
+                    outcome.counts.amount_mismatch += 1;
+                    outcome.lines.push(refund_line(
+                        "refund_amount_mismatch",
+                        &refund,
+                        None,
+                        "渠道账单显示已退款，我方记为退款失败；未做任何更改，请核实",
+                    ));
+                }
+                RefundFinding::MissingAtChannel {
+                    out_refund_no,
+                    out_trade_no,
+                    our_amount_fen,
+                } => {
+                    outcome.counts.missing_at_channel += 1;
+                    outcome.lines.push(ReconciliationLine {
+                        kind: "refund_missing_at_channel".into(),
+                        out_trade_no,
+                        channel_trade_no: None,
+                        our_amount_fen: Some(our_amount_fen),
+                        channel_amount_fen: None,
+                        note: Some(format!(
+                            "退款单 {out_refund_no}：我方已记退款成功，渠道账单中没有；未做任何回退，请核实"
+                        )),
+                    });
+                }
+                RefundFinding::AmountMismatch {
+                    billed,
+                    our_amount_fen,
+                } => {
+                    outcome.counts.amount_mismatch += 1;
+                    outcome.lines.push(refund_line(
+                        "refund_amount_mismatch",
+                        &billed,
+                        Some(our_amount_fen),
+                        "退款金额不一致，未做任何更改，请核实",
+                    ));
+                }
+                RefundFinding::UnknownAtUs(refund) => {
+                    outcome.counts.unknown_at_us += 1;
+                    outcome.lines.push(refund_line(
+                        "refund_unknown_at_us",
+                        &refund,
+                        None,
+                        "我方没有这个退款单号，请核实",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A refund the channel's bill shows done and we still hold open: applied as a
+    /// query's answer would be ([`Refunds::apply`]), so a notification or a query
+    /// that gets there too changes nothing more.
+    async fn apply_refund(
+        &self,
+        refund: &BilledRefund,
+        at: DateTime<Utc>,
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let refunds = Refunds::from_checkout(&self.checkout);
+        let ours = self
+            .checkout
+            .store
+            .find_refund(&refund.out_refund_no)
+            .await
+            .map_err(|error| format!("读取退款 {} 失败：{error}", refund.out_refund_no))?;
+        // The bill carries the transaction, not the channel's refund number: keep the
+        // one the channel's answer gave us. Alipay's refund number is its trade number,
+        // and a WeChat refund whose answer was lost has none yet: the transaction then.
+        let channel_refund_no = ours
+            .as_ref()
+            .and_then(|ours| ours.channel_refund_no.clone())
+            .unwrap_or_else(|| refund.channel_trade_no.clone());
+        let state = RefundState::Succeeded {
+            channel_refund_no,
+            succeeded_at: at,
+        };
+        let (record, changed) =
+            refunds
+                .apply(&refund.out_refund_no, &state)
+                .await
+                .map_err(|error| {
+                    format!(
+                        "补记退款 {} 时出错：{error}（已补记的不会重复，可重新对账）",
+                        refund.out_refund_no
+                    )
+                })?;
+        match (record.status, changed) {
+            (RefundStatus::Succeeded, true) => {
+                outcome.counts.applied += 1;
+                outcome.lines.push(refund_line(
+                    "refund_applied",
+                    refund,
+                    Some(record.amount_fen),
+                    &format!(
+                        "退款单 {}：渠道已退款而我方未得知（通知与查询均未到），已按账单记为退款成功",
+                        refund.out_refund_no
+                    ),
+                ));
+            }
+            // A notification or a query got there first.
+            (RefundStatus::Succeeded, false) => outcome.counts.matched += 1,
+            _ => {
+                outcome.counts.amount_mismatch += 1;
+                outcome.lines.push(refund_line(
+                    "refund_amount_mismatch",
+                    refund,
+                    None,
+                    "渠道账单显示已退款，我方记为退款失败；未做任何更改，请核实",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The channels with a channel configured, in the order the office lists them.
     pub fn configured_channels(&self) -> Vec<BillChannel> {
         BillChannel::ALL
@@ -495,6 +712,28 @@ impl Reconciler {
                     .is_some()
             })
             .collect()
+    }
+}
+
+/// A reconciliation line about a billed refund; the note names our refund number.
+fn refund_line(
+    kind: &str,
+    refund: &BilledRefund,
+    our_amount_fen: Option<i64>,
+    note: &str,
+) -> ReconciliationLine {
+    let note = if note.starts_with("退款单") {
+        note.to_owned()
+    } else {
+        format!("退款单 {}：{note}", refund.out_refund_no)
+    };
+    ReconciliationLine {
+        kind: kind.to_owned(),
+        out_trade_no: refund.out_trade_no.clone(),
+        channel_trade_no: Some(refund.channel_trade_no.clone()),
+        our_amount_fen,
+        channel_amount_fen: Some(refund.amount_fen),
+        note: Some(note),
     }
 }
 

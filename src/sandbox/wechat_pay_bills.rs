@@ -3,8 +3,10 @@
 //! day's `ALL` bill and a download URL; `GET /v3/billdownload/file?token=…` (our
 //! request signed, WeChat's answer not) serves the file, gzipped when the bill was
 //! asked for with `tar_type=GZIP`. The bill lists the payments the sandbox really
-//! recorded that day (Beijing time), in WeChat's shape: Chinese header, every field
-//! behind a backtick, summary header and line.
+//! recorded that day (Beijing time), and the refunds that succeeded that day
+//! (交易状态 `REFUND`, with 微信退款单号, 商户退款单号, 退款金额, 退款类型, 退款状态 and
+//! 申请退款金额; 应结订单金额 and 订单金额 zero), in WeChat's shape: Chinese header,
+//! every field behind a backtick, summary header and line.
 //!
 //! Test switches: a payment whose notification was lost is simply
 //! [`WechatPaySandbox::pay_silently`] (the bill has it, we do not);
@@ -107,8 +109,15 @@ pub(super) fn routes() -> axum::Router<std::sync::Arc<Shared>> {
         .route(BILL_DOWNLOAD, get(download))
 }
 
+/// What a refund line adds: WeChat's refund number, ours, and what was refunded.
+struct RefundPart {
+    refund_id: String,
+    out_refund_no: String,
+    fen: i64,
+}
+
 /// A bill line: (time, appid, transaction id, out_trade_no, openid, trade type,
-/// description, fen).
+/// description, fen paid); a refund line has `refund` and pays nothing.
 struct Line {
     time: DateTime<FixedOffset>,
     appid: String,
@@ -118,6 +127,7 @@ struct Line {
     trade_type: &'static str,
     description: String,
     fen: i64,
+    refund: Option<RefundPart>,
 }
 
 fn yuan(fen: i64) -> String {
@@ -128,6 +138,13 @@ fn yuan(fen: i64) -> String {
 fn fee(fen: i64) -> String {
     let thousandths = fen * 6;
     format!("{}.{:05}", thousandths / 100_000, (thousandths % 100_000))
+}
+
+/// Hundred-thousandths of a fen as the bill's summary prints its fees (signed).
+fn five_decimals(value: i64) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let value = value.unsigned_abs();
+    format!("{sign}{}.{:05}", value / 100_000, value % 100_000)
 }
 
 impl Shared {
@@ -159,6 +176,7 @@ impl Shared {
                         .get(&tx.out_trade_no)
                         .copied()
                         .unwrap_or(tx.total),
+                    refund: None,
                 })
             })
             .collect();
@@ -173,23 +191,70 @@ impl Shared {
                     trade_type: "NATIVE",
                     description: "沙箱注入的交易".to_owned(),
                     fen: *fen,
+                    refund: None,
                 });
             }
         }
+        lines.extend(self.refund_lines(&state, day));
         lines.sort_by_key(|line| line.time);
         lines
+    }
+
+    /// The refunds that succeeded on `day`, each as a `REFUND` line of its order.
+    fn refund_lines(&self, state: &super::PayState, day: NaiveDate) -> Vec<Line> {
+        self.refunds
+            .in_order()
+            .into_iter()
+            .filter_map(|refund| {
+                let time = refund.success_time?;
+                if time.date_naive() != day {
+                    return None;
+                }
+                let order = state.orders.get(&refund.out_trade_no);
+                Some(Line {
+                    time,
+                    appid: order.map_or_else(
+                        || self.merchant.appid.clone(),
+                        |order| order.tx.appid.clone(),
+                    ),
+                    transaction_id: refund.transaction_id,
+                    out_trade_no: refund.out_trade_no,
+                    openid: order
+                        .and_then(|order| order.tx.openid.clone())
+                        .unwrap_or_default(),
+                    trade_type: match order.map(|order| &order.tx.trade_type) {
+                        Some(TradeType::Jsapi) => "JSAPI",
+                        _ => "NATIVE",
+                    },
+                    description: order
+                        .map(|order| order.tx.description.clone())
+                        .unwrap_or_default(),
+                    fen: 0,
+                    refund: Some(RefundPart {
+                        refund_id: refund.refund_id,
+                        out_refund_no: refund.out_refund_no,
+                        fen: refund.refund,
+                    }),
+                })
+            })
+            .collect()
     }
 
     fn bill_text(&self, day: NaiveDate) -> String {
         let lines = self.bill_lines(day);
         let mut text = format!("{HEADER}\r\n");
         let mut total = 0;
+        let mut refunded = 0;
         let mut fees = 0;
         for line in &lines {
+            let refund_fen = line.refund.as_ref().map_or(0, |refund| refund.fen);
             total += line.fen;
-            fees += line.fen * 6;
+            refunded += refund_fen;
+            // A refund gives its share of the fee back.
+            fees += line.fen * 6 - refund_fen * 6;
             // WeChat's bill is not quoted CSV: a comma inside a field would split it.
             let description = line.description.replace(',', "，");
+            let refund = line.refund.as_ref();
             let fields = [
                 line.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                 line.appid.clone(),
@@ -200,23 +265,31 @@ impl Shared {
                 line.out_trade_no.clone(),
                 line.openid.clone(),
                 line.trade_type.into(),
-                "SUCCESS".into(),
+                if line.refund.is_some() {
+                    "REFUND"
+                } else {
+                    "SUCCESS"
+                }
+                .into(),
                 "OTHERS".into(),
                 "CNY".into(),
                 yuan(line.fen),
                 "0.00".into(),
-                "0".into(),
-                "0".into(),
+                refund.map_or_else(|| "0".into(), |refund| refund.refund_id.clone()),
+                refund.map_or_else(|| "0".into(), |refund| refund.out_refund_no.clone()),
+                yuan(refund_fen),
                 "0.00".into(),
-                "0.00".into(),
-                String::new(),
-                String::new(),
+                refund.map_or_else(String::new, |_| "ORIGINAL".into()),
+                refund.map_or_else(String::new, |_| "SUCCESS".into()),
                 description,
                 String::new(),
-                fee(line.fen),
+                match refund {
+                    Some(_) => format!("-{}", fee(refund_fen)),
+                    None => fee(line.fen),
+                },
                 "0.60%".into(),
                 yuan(line.fen),
-                "0.00".into(),
+                yuan(refund_fen),
                 String::new(),
             ];
             text.push_str(&backticked(&fields));
@@ -226,11 +299,11 @@ impl Shared {
         let summary = [
             lines.len().to_string(),
             yuan(total),
+            yuan(refunded),
             "0.00".into(),
-            "0.00".into(),
-            format!("{}.{:05}", fees / 100_000, fees % 100_000),
+            five_decimals(fees),
             yuan(total),
-            "0.00".into(),
+            yuan(refunded),
         ];
         text.push_str(&backticked(&summary));
         text

@@ -110,6 +110,15 @@ impl Refunds {
     fn book(&self) -> MutexGuard<'_, RefundBook> {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Every refund, in the order asked (the trade bill lists the day's).
+    pub(super) fn in_order(&self) -> Vec<SandboxRefund> {
+        let book = self.book();
+        book.created
+            .iter()
+            .filter_map(|number| book.refunds.get(number).cloned())
+            .collect()
+    }
 }
 
 pub(super) fn routes() -> Router<Arc<Shared>> {

@@ -14,8 +14,13 @@ use sea_orm::{
 };
 
 use super::audit::write_audit;
-use super::entities::{orders, reconciliation_lines as lines, reconciliation_runs as runs};
-use super::{AuditEntry, OrderRecord, OrderStatus, PaymentChannel, Store, StoreError};
+use super::entities::{
+    orders, reconciliation_lines as lines, reconciliation_runs as runs, refunds,
+};
+use super::{
+    AuditEntry, OrderRecord, OrderStatus, PaymentChannel, RefundRecord, RefundStatus, Store,
+    StoreError,
+};
 
 pub const RUN_RUNNING: &str = "running";
 pub const RUN_DONE: &str = "done";
@@ -52,7 +57,9 @@ pub struct ReconciliationCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconciliationLine {
     /// `applied`, `missing_at_channel`, `amount_mismatch`, `unknown_at_us`, or
-    /// `exception` (applying it left the order for the office: a second payment).
+    /// `exception` (applying it left the order for the office: a second payment); for
+    /// a refund line, `refund_applied`, `refund_missing_at_channel`,
+    /// `refund_amount_mismatch`, `refund_unknown_at_us` (the note names the refund).
     pub kind: String,
     pub out_trade_no: String,
     pub channel_trade_no: Option<String>,
@@ -144,6 +151,83 @@ impl Store {
             found.extend(rows.into_iter().map(OrderRecord::from));
         }
         Ok(found)
+    }
+
+    /// Our refunds of orders on `kinds` that succeeded within `[from, to)`, each with
+    /// its order's number.
+    pub async fn refunds_succeeded_between(
+        &self,
+        kinds: &[PaymentChannel],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(RefundRecord, String)>, StoreError> {
+        let rows = refunds::Entity::find()
+            .filter(refunds::Column::Status.eq(RefundStatus::Succeeded))
+            .filter(refunds::Column::FinishedAt.gte(from))
+            .filter(refunds::Column::FinishedAt.lt(to))
+            .order_by_asc(refunds::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list the refunds succeeded on a day"))?;
+        let found = self.with_order_numbers(rows).await?;
+        Ok(found
+            .into_iter()
+            .filter(|(_, channel, _)| kinds.contains(channel))
+            .map(|(refund, _, number)| (refund, number))
+            .collect())
+    }
+
+    /// Our refunds with any of these refund numbers, whatever their day or status,
+    /// each with its order's number.
+    pub async fn refunds_numbered(
+        &self,
+        numbers: &[&str],
+    ) -> Result<Vec<(RefundRecord, String)>, StoreError> {
+        let mut rows = Vec::new();
+        for chunk in numbers.chunks(NUMBERS_PER_QUERY) {
+            rows.extend(
+                refunds::Entity::find()
+                    .filter(refunds::Column::OutRefundNo.is_in(chunk.iter().copied()))
+                    .order_by_asc(refunds::Column::Id)
+                    .all(&self.db)
+                    .await
+                    .map_err(StoreError::query("find the refunds a bill names"))?,
+            );
+        }
+        let found = self.with_order_numbers(rows).await?;
+        Ok(found
+            .into_iter()
+            .map(|(refund, _, number)| (refund, number))
+            .collect())
+    }
+
+    /// Each refund with its order's channel and number.
+    async fn with_order_numbers(
+        &self,
+        rows: Vec<refunds::Model>,
+    ) -> Result<Vec<(RefundRecord, PaymentChannel, String)>, StoreError> {
+        let ids: Vec<i64> = rows.iter().map(|row| row.order_id).collect();
+        let mut orders_by_id = std::collections::HashMap::new();
+        for chunk in ids.chunks(NUMBERS_PER_QUERY) {
+            let found = orders::Entity::find()
+                .filter(orders::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await
+                .map_err(StoreError::query("read the orders of refunds"))?;
+            orders_by_id.extend(found.into_iter().map(|order| (order.id, order)));
+        }
+        rows.into_iter()
+            .map(|row| {
+                let order = orders_by_id
+                    .get(&row.order_id)
+                    .ok_or(StoreError::Inconsistent("a refund without its order"))?;
+                Ok((
+                    RefundRecord::from(row),
+                    order.channel,
+                    order.out_trade_no.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Records a run's start (`running`) with its audit row, whose target becomes the

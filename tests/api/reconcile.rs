@@ -4,13 +4,24 @@
 //! (flagged, not reverted), an amount that differs, an order we never made, a bill
 //! failing its hash (a failed run, nothing changed), the CLI on a bad date, and the
 //! console (finance runs one; viewer and a missing CSRF token are refused; CSV with BOM).
+//! Refunds too: a WeChat day with payments and refunds all matched, a refund whose
+//! notification and query both went missing found by the bill and applied once; and
+//! Alipay's bill (zipped GBK CSV, past days only): a clean day with a refund, and a
+//! tampered payment amount flagged.
 
 use std::process::Command;
+use std::time::Duration;
 
 use campus_pay::domain::order::beijing_offset;
 use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport};
 use campus_pay::pay::checkout::Started;
-use campus_pay::store::{AdminRole, FeeItemStatus, OrderStatus, PaymentChannel};
+use campus_pay::pay::refunds::{RefundAsk, Refunds};
+use campus_pay::sandbox::alipay::AlipayBillTamper;
+use campus_pay::sandbox::wechat_pay::refund_paths;
+use campus_pay::store::{
+    AdminRole, AuditEntry, FeeItemStatus, OrderStatus, PaymentChannel, RefundKind, RefundRecord,
+    RefundStatus,
+};
 use chrono::NaiveDate;
 use reqwest::StatusCode;
 
@@ -27,6 +38,11 @@ fn today(app: &TestApp) -> NaiveDate {
 
 /// An open WeChat Native order for all of the student's items.
 async fn order_for(app: &TestApp, id_card: &str) -> String {
+    order_on(app, id_card, PaymentChannel::WechatNative).await
+}
+
+/// An open order on `channel` for all of the student's items.
+async fn order_on(app: &TestApp, id_card: &str, channel: PaymentChannel) -> String {
     let store = &app.state.store;
     let student = store
         .find_student_by_id_card(id_card)
@@ -43,7 +59,7 @@ async fn order_for(app: &TestApp, id_card: &str) -> String {
     match app
         .state
         .checkout
-        .start(student.id, &items, PaymentChannel::WechatNative, None)
+        .start(student.id, &items, channel, None)
         .await
         .expect("order started")
     {
@@ -329,4 +345,218 @@ async fn the_console_runs_one_for_finance_only_and_exports_its_lines() {
     assert_eq!(bad.status, StatusCode::OK);
     assert!(bad.body.contains("日期"), "{}", bad.body);
     assert_eq!(app.audit_rows("reconcile.run").await.len(), 1);
+}
+
+fn refunds(app: &TestApp) -> Refunds {
+    Refunds::from_checkout(&app.state.checkout)
+}
+
+/// The office refunds `fen` of `number` as a duplicate, through the refund service.
+async fn refund(app: &TestApp, number: &str, fen: i64) -> RefundRecord {
+    let ask = RefundAsk {
+        kind: RefundKind::Duplicate,
+        fee_item_id: None,
+        amount_fen: fen,
+        reason: "重复缴费退款".into(),
+        unpay_item: false,
+    };
+    refunds(app)
+        .request(number, &ask, AuditEntry::new(FINANCE, "refund.request", ""))
+        .await
+        .expect("refund recorded")
+}
+
+async fn refund_status(app: &TestApp, out_refund_no: &str) -> RefundStatus {
+    app.state
+        .store
+        .find_refund(out_refund_no)
+        .await
+        .unwrap()
+        .expect("refund")
+        .status
+}
+
+#[tokio::test]
+async fn a_wechat_day_with_payments_and_refunds_all_matched_is_clean() {
+    let app = paying_app().await;
+    app.pay.hold_refunds();
+    let number = paid_order(&app, ZHANG_SAN).await;
+    paid_order(&app, LI_SI).await;
+    let asked = refund(&app, &number, 10_000).await;
+    assert_eq!(asked.status, RefundStatus::Processing);
+    let answers = app
+        .pay
+        .complete_refund(&asked.out_refund_no)
+        .await
+        .expect("completed");
+    assert_eq!(answers[0].0, 204);
+    assert_eq!(
+        refund_status(&app, &asked.out_refund_no).await,
+        RefundStatus::Succeeded
+    );
+    // WeChat's bill has the refund in its own columns.
+    let text = app.pay.trade_bill_text(today(&app));
+    let refund_line = text
+        .lines()
+        .find(|line| line.contains("`REFUND"))
+        .expect("a refund line");
+    assert!(
+        refund_line.contains(&format!("`{}", asked.out_refund_no))
+            && refund_line.contains("`100.00")
+            && refund_line.contains("`ORIGINAL"),
+        "{refund_line}"
+    );
+
+    let report = reconcile_today(&app).await;
+    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.counts.bill_lines, 3, "{report}");
+    assert_eq!(report.run.counts.matched, 3, "{report}");
+    assert_eq!(report.run.counts.applied, 0);
+    assert!(report.lines.is_empty(), "{report}");
+}
+
+#[tokio::test]
+async fn a_wechat_refund_whose_notification_and_query_went_missing_is_applied_once() {
+    let app = paying_app().await;
+    app.pay.hold_refunds();
+    let number = paid_order(&app, ZHANG_SAN).await;
+    let asked = refund(&app, &number, 605_050).await;
+    assert_eq!(asked.status, RefundStatus::Processing);
+    // The money is back; the notification is lost, and so is every query.
+    app.pay
+        .complete_refund_silently(&asked.out_refund_no)
+        .expect("settled");
+    app.pay
+        .fail_next(refund_paths::QUERY_REFUND, 500, "SYSTEM_ERROR", 5);
+    app.clock.advance(Duration::from_secs(3 * 60));
+    refunds(&app).sweep(10).await.expect("swept");
+    assert_eq!(
+        refund_status(&app, &asked.out_refund_no).await,
+        RefundStatus::Processing,
+        "the query found nothing"
+    );
+
+    let first = reconcile_today(&app).await;
+    assert_eq!(first.run.status, "done", "{first}");
+    assert_eq!(first.run.counts.applied, 1, "{first}");
+    assert_eq!(first.run.counts.matched, 1, "the payment");
+    assert_eq!(first.lines.len(), 1, "{first}");
+    let line = &first.lines[0];
+    assert_eq!(line.kind, "refund_applied");
+    assert_eq!(line.out_trade_no, number);
+    assert_eq!(line.channel_amount_fen, Some(605_050));
+    assert!(
+        line.note
+            .as_deref()
+            .unwrap_or("")
+            .contains(&asked.out_refund_no),
+        "{line:?}"
+    );
+    let applied = app
+        .state
+        .store
+        .find_refund(&asked.out_refund_no)
+        .await
+        .unwrap()
+        .expect("refund");
+    assert_eq!(applied.status, RefundStatus::Succeeded);
+    assert_eq!(applied.channel_refund_no, asked.channel_refund_no);
+    assert!(first.to_string().contains("渠道已退款、我方补记退款成功"));
+
+    // Again: nothing applied twice; the notification arriving late changes nothing.
+    let again = reconcile_today(&app).await;
+    assert_eq!(again.run.counts.applied, 0, "{again}");
+    assert_eq!(again.run.counts.matched, 2);
+    assert!(again.lines.is_empty(), "{again}");
+    let late = app
+        .pay
+        .refund_notification_for(&asked.out_refund_no, None, None)
+        .expect("built");
+    let mut request = app
+        .client
+        .post(format!("{}/pay/notify/wechat/refund", app.url))
+        .body(late.body.clone());
+    for (name, value) in &late.headers {
+        request = request.header(name, value);
+    }
+    assert!(request.send().await.expect("sent").status().is_success());
+    let after = app
+        .state
+        .store
+        .find_refund(&asked.out_refund_no)
+        .await
+        .unwrap()
+        .expect("refund");
+    assert_eq!(
+        (after.status, after.finished_at, after.channel_refund_no),
+        (
+            applied.status,
+            applied.finished_at,
+            applied.channel_refund_no
+        ),
+        "a late notification changes nothing"
+    );
+}
+
+/// 张三 pays by Alipay (notification applied); the order's number.
+async fn paid_by_alipay(app: &TestApp) -> String {
+    let number = order_on(app, ZHANG_SAN, PaymentChannel::Alipay).await;
+    app.alipay.pay(&number).await.expect("paid at Alipay");
+    assert_eq!(order_status(app, &number).await, OrderStatus::Paid);
+    number
+}
+
+/// Alipay serves bills for past days only: the clock moves to the next day first.
+async fn reconcile_alipay_day(app: &TestApp, day: NaiveDate) -> ReconcileReport {
+    app.clock.advance(Duration::from_secs(24 * 60 * 60));
+    app.state
+        .reconciler()
+        .reconcile(BillChannel::Alipay, day, ACTOR_CLI)
+        .await
+        .expect("a run")
+}
+
+#[tokio::test]
+async fn an_alipay_day_with_a_payment_and_a_refund_is_clean() {
+    let app = paying_app().await;
+    let day = today(&app);
+    let number = paid_by_alipay(&app).await;
+    let asked = refund(&app, &number, 20_000).await;
+    assert_eq!(
+        asked.status,
+        RefundStatus::Succeeded,
+        "Alipay refunds at once"
+    );
+
+    let report = reconcile_alipay_day(&app, day).await;
+    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.channel, "alipay");
+    assert_eq!(report.run.counts.bill_lines, 2, "{report}");
+    assert_eq!(report.run.counts.matched, 2, "{report}");
+    assert!(report.lines.is_empty(), "{report}");
+}
+
+#[tokio::test]
+async fn a_tampered_alipay_amount_is_flagged_and_nothing_changes() {
+    let app = paying_app().await;
+    let day = today(&app);
+    let number = paid_by_alipay(&app).await;
+    app.alipay.tamper_bills(AlipayBillTamper::PaymentAmount {
+        out_trade_no: number.clone(),
+        amount_fen: 605_000,
+    });
+    let report = reconcile_alipay_day(&app, day).await;
+    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.counts.amount_mismatch, 1, "{report}");
+    assert_eq!(report.run.counts.matched, 0);
+    assert_eq!(report.lines.len(), 1);
+    let line = &report.lines[0];
+    assert_eq!(line.kind, "amount_mismatch");
+    assert_eq!(line.out_trade_no, number);
+    assert_eq!(
+        (line.our_amount_fen, line.channel_amount_fen),
+        (Some(605_050), Some(605_000))
+    );
+    assert_eq!(order_status(&app, &number).await, OrderStatus::Paid);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
 }

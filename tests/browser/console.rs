@@ -13,12 +13,13 @@ use super::support::admin::{ADMIN_PASSWORD, FINANCE};
 use super::support::seed::ZHANG_SAN;
 
 /// The side bar's sections: link text, path, and the page's heading.
-const SECTIONS: [(&str, &str, &str); 7] = [
+const SECTIONS: [(&str, &str, &str); 8] = [
     ("概览", "/admin", "概览"),
     ("学生", "/admin/students", "学生"),
     ("导入与收费项目", "/admin/fees", "导入与收费项目"),
     ("缴费记录", "/admin/payments", "缴费记录"),
     ("欠费统计", "/admin/arrears", "欠费统计"),
+    ("对账", "/admin/reconciliation", "对账"),
     ("公众号关注者", "/admin/followers", "公众号关注者检查"),
     ("操作日志", "/admin/audit", "操作日志"),
 ];

@@ -83,7 +83,7 @@ pub fn list(
                 tr {
                     th { "编号" } th { "账单日期" } th { "渠道" } th { "发起人" } th { "开始时间" }
                     th class="num" { "账单笔数" } th class="num" { "一致" } th class="num" { "补入账" }
-                    th class="num" { "我方已收渠道无" } th class="num" { "金额不符" } th class="num" { "我方无此订单" }
+                    th class="num" { "我方有、渠道无" } th class="num" { "金额不符" } th class="num" { "我方无此单号" }
                     th { "状态" }
                 }
             }
@@ -129,12 +129,12 @@ pub fn run(run: &ReconciliationRunRecord, lines: &[ReconciliationLine]) -> Marku
                 @if let Some(error) = &run.error {
                     dt { "失败原因" } dd class="reconcile-error" { (error) }
                 } @else {
-                    dt { "账单笔数" } dd { (run.counts.bill_lines) }
+                    dt { "账单笔数（含退款）" } dd { (run.counts.bill_lines) }
                     dt { "一致" } dd { (run.counts.matched) }
-                    dt { "补入账" } dd { (run.counts.applied) }
-                    dt { "我方已收渠道无" } dd { (run.counts.missing_at_channel) }
+                    dt { "补入账 / 补记退款" } dd { (run.counts.applied) }
+                    dt { "我方有、渠道账单无" } dd { (run.counts.missing_at_channel) }
                     dt { "金额不符" } dd { (run.counts.amount_mismatch) }
-                    dt { "我方无此订单" } dd { (run.counts.unknown_at_us) }
+                    dt { "我方无此订单或退款单" } dd { (run.counts.unknown_at_us) }
                 }
             }
         }
@@ -156,7 +156,7 @@ pub fn run(run: &ReconciliationRunRecord, lines: &[ReconciliationLine]) -> Marku
                         tr {
                             td class="nowrap" { (kind_label(&line.kind)) }
                             td {
-                                @if line.kind == "unknown_at_us" {
+                                @if line.kind == "unknown_at_us" || line.kind == "refund_unknown_at_us" {
                                     code { (line.out_trade_no) }
                                 } @else {
                                     a href=(format!("/admin/payments/{}", line.out_trade_no)) { code { (line.out_trade_no) } }
