@@ -18,7 +18,7 @@ pub const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
 /// Asia/Shanghai: UTC+8 all year (no daylight saving since 1991).
 fn beijing() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
+    crate::domain::order::beijing_offset()
 }
 
 /// The first time `schedule` names strictly after `after`, reading the expression in

@@ -57,9 +57,7 @@ async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
         Some(pay) => match pay.read_notification(&headers, &body, state.clock.now()) {
             Err(refused) => {
-                let status =
-                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, None, refused.label(), status).await
+                refuse_unread(&state, &received, refused.label(), refused.http_status()).await
             }
             Ok(notice) => {
                 let transaction = &notice.transaction;
@@ -75,14 +73,7 @@ async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             }
         },
     };
-    match outcome {
-        Outcome::Accepted => StatusCode::NO_CONTENT.into_response(),
-        Outcome::Refused(label, status) => wechat_fail(status, label),
-        Outcome::Failed => wechat_fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily unable to apply",
-        ),
-    }
+    wechat_answer(outcome)
 }
 
 /// WeChat Pay's refund notifications: verified like payments, matched to our refund
@@ -97,21 +88,12 @@ async fn wechat_refund(State(state): State<AppState>, headers: HeaderMap, body: 
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
         Some(pay) => match pay.read_refund_notification(&headers, &body, state.clock.now()) {
             Err(refused) => {
-                let status =
-                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, None, refused.label(), status).await
+                refuse_unread(&state, &received, refused.label(), refused.http_status()).await
             }
             Ok(notice) => apply_refund(&state, &received, &notice.refund).await,
         },
     };
-    match outcome {
-        Outcome::Accepted => StatusCode::NO_CONTENT.into_response(),
-        Outcome::Refused(label, status) => wechat_fail(status, label),
-        Outcome::Failed => wechat_fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily unable to apply",
-        ),
-    }
+    wechat_answer(outcome)
 }
 
 /// A verified refund report: believed only for a refund of ours with the same order
@@ -208,9 +190,7 @@ async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 Outcome::Accepted
             }
             Err(refused) => {
-                let status =
-                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, None, refused.label(), status).await
+                refuse_unread(&state, &received, refused.label(), refused.http_status()).await
             }
             Ok(notice) => {
                 let payment = ChannelPayment {
@@ -241,9 +221,7 @@ async fn abc(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
         Some(abc) => match abc.read_notification(&body, state.clock.now()) {
             Err(refused) => {
-                let status =
-                    StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-                refuse(&state, &received, None, None, refused.label(), status).await
+                refuse_unread(&state, &received, refused.label(), refused.http_status()).await
             }
             Ok(notice) => {
                 let payment = ChannelPayment {
@@ -393,6 +371,31 @@ async fn record(
 }
 
 /// WeChat's failure answer.
+/// WeChat Pay's answer for an outcome: 204 when accepted, `{"code":"FAIL",…}` otherwise
+/// (payment and refund notifications alike).
+fn wechat_answer(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Accepted => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Refused(label, status) => wechat_fail(status, label),
+        Outcome::Failed => wechat_fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily unable to apply",
+        ),
+    }
+}
+
+/// A notification that could not be read or verified: stored as refused, answered with
+/// the status its reason calls for (400 when the reason names none).
+async fn refuse_unread(
+    state: &AppState,
+    received: &Received<'_>,
+    label: &'static str,
+    http_status: u16,
+) -> Outcome {
+    let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::BAD_REQUEST);
+    refuse(state, received, None, None, label, status).await
+}
+
 fn wechat_fail(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({"code": "FAIL", "message": message});
     (status, axum::Json(body)).into_response()

@@ -65,6 +65,14 @@ pub fn page(surface: Surface, school: &str, title: &str, content: Markup) -> Mar
     }
 }
 
+/// A Beijing-time timestamp (`2026-09-01 10:30:00`), as the office and the students
+/// read them.
+pub fn beijing(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&crate::domain::order::beijing_offset())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// The line every page ends with.
 pub fn office_note() -> Markup {
     html! {

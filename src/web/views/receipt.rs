@@ -8,7 +8,6 @@ use maud::{Markup, html};
 use super::{Surface, card_class, office_note, page};
 use crate::domain::id_card::IdCardNumber;
 use crate::domain::money::Fen;
-use crate::domain::order::beijing_offset;
 use crate::domain::receipt::{CapitalError, capital_amount, ebill_line, grouped};
 use crate::store::{PaymentChannel, ReceiptRecord};
 
@@ -58,17 +57,11 @@ impl ReceiptView {
             channel: record.channel,
             channel_trade_no: record.channel_trade_no.clone().unwrap_or_default(),
             out_trade_no: record.out_trade_no.clone(),
-            paid_at: beijing_time(record.paid_at),
+            paid_at: super::beijing(record.paid_at),
             code: grouped(&record.receipt_code),
             ebill_line: ebill_line(record.ebill_status, record.ebill_number.as_deref()),
         })
     }
-}
-
-fn beijing_time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.with_timezone(&beijing_offset())
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
 }
 
 /// The ID number as pages show it; a stored number that no longer parses is hidden

@@ -185,13 +185,7 @@ pub fn yuan(fen: i64) -> Markup {
     PreEscaped(format!("{sign}{grouped}.{:02}", fen % 100))
 }
 
-/// A Beijing-time timestamp, as the office reads them.
-pub fn beijing(at: chrono::DateTime<chrono::Utc>) -> String {
-    let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    at.with_timezone(&offset)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
+pub use super::beijing;
 
 #[cfg(test)]
 mod tests {
