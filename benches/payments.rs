@@ -866,6 +866,7 @@ impl Payer {
                         &[item_id],
                         PaymentChannel::WechatJsapi,
                         Some(&openid),
+                        None,
                     )
                     .await
             })

@@ -52,6 +52,9 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     pub school_name: String,
     pub order_ttl: Duration,
+    /// How long one call to WeChat Pay or Alipay may take
+    /// (`CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS`); `None`: each channel's own default.
+    pub upstream_timeout: Option<Duration>,
     pub wechat: Option<WechatAccountConfig>,
     pub wechat_api_base: Url,
     pub wechat_oauth_base: Url,
@@ -229,6 +232,7 @@ impl Config {
                 .unwrap_or(DEFAULT_SCHOOL_NAME)
                 .to_owned(),
             order_ttl: order_ttl(vars)?,
+            upstream_timeout: upstream_timeout(vars)?,
             wechat: wechat_account(vars)?,
             wechat_api_base: vars.url_or("CAMPUSPAY_WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)?,
             wechat_oauth_base: vars
@@ -361,6 +365,19 @@ fn order_ttl(vars: &Variables) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(Duration::from_secs(minutes * 60))
+}
+
+fn upstream_timeout(vars: &Variables) -> Result<Option<Duration>, ConfigError> {
+    let Some(raw) = vars.get("CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS") else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(seconds) if (1..=120).contains(&seconds) => Ok(Some(Duration::from_secs(seconds))),
+        _ => Err(ConfigError::new(
+            "CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS",
+            "must be a whole number of seconds between 1 and 120",
+        )),
+    }
 }
 
 fn wechat_account(vars: &Variables) -> Result<Option<WechatAccountConfig>, ConfigError> {

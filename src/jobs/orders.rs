@@ -2,9 +2,11 @@
 //! (then their items released) and open orders that went quiet are queried, so a lost
 //! notification costs minutes, not days.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheLock, SharedCache};
+use crate::metrics::{JobResult, Metrics};
 use crate::pay::checkout::{Checkout, SweepReport};
 
 pub const INTERVAL: Duration = Duration::from_secs(30);
@@ -14,20 +16,47 @@ const BATCH: u64 = 200;
 const LOCK_KEY: &str = "job:orders:lock";
 /// Longer than one pass can take with every channel call timing out.
 const LOCK_TTL: Duration = Duration::from_secs(300);
+/// The jobs' names in metrics.
+const ORDER_SWEEP: &str = "order_sweep";
+const REFUND_SWEEP: &str = "refund_sweep";
 
 /// One pass, if no other instance is running one. `None` when another holds the lock.
 pub async fn sweep_once(
     checkout: &Checkout,
     cache: &SharedCache,
 ) -> anyhow::Result<Option<SweepReport>> {
+    sweep_pass(checkout, cache, None).await
+}
+
+/// [`sweep_once`], counting each sweep's result in `metrics` when given.
+async fn sweep_pass(
+    checkout: &Checkout,
+    cache: &SharedCache,
+    metrics: Option<&Metrics>,
+) -> anyhow::Result<Option<SweepReport>> {
+    let count = |job, result| {
+        if let Some(metrics) = metrics {
+            metrics.job_run(job, result, checkout.clock.now());
+        }
+    };
     let Some(lock) = CacheLock::try_acquire(cache, LOCK_KEY, LOCK_TTL).await? else {
+        count(ORDER_SWEEP, JobResult::Skipped);
+        count(REFUND_SWEEP, JobResult::Skipped);
         return Ok(None);
     };
     let report = checkout.sweep(QUIET_FOR, BATCH).await;
-    sweep_refunds(checkout).await;
+    count(REFUND_SWEEP, sweep_refunds(checkout).await);
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, "cannot release the order sweep lock; it expires by itself");
     }
+    count(
+        ORDER_SWEEP,
+        if report.is_ok() {
+            JobResult::Ok
+        } else {
+            JobResult::Failed
+        },
+    );
     let report = report?;
     if report != SweepReport::default() {
         tracing::info!(
@@ -41,31 +70,36 @@ pub async fn sweep_once(
 }
 
 /// Refunds whose outcome is unknown or still processing are queried (same number).
-async fn sweep_refunds(checkout: &Checkout) {
+async fn sweep_refunds(checkout: &Checkout) -> JobResult {
     match crate::pay::refunds::Refunds::from_checkout(checkout)
         .sweep(BATCH)
         .await
     {
-        Ok(report) if report.queried > 0 => {
-            tracing::info!(
-                queried = report.queried,
-                finished = report.finished,
-                "refund sweep"
-            );
+        Ok(report) => {
+            if report.queried > 0 {
+                tracing::info!(
+                    queried = report.queried,
+                    finished = report.finished,
+                    "refund sweep"
+                );
+            }
+            JobResult::Ok
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "refund sweep failed; retrying next interval"),
+        Err(error) => {
+            tracing::warn!(%error, "refund sweep failed; retrying next interval");
+            JobResult::Failed
+        }
     }
 }
 
 /// Sweeps forever; the caller aborts it on shutdown (a pass stops at any await, and
 /// every step of a pass is a transaction or a channel call that is safe to repeat).
-pub async fn run(checkout: Checkout, cache: SharedCache) {
+pub async fn run(checkout: Checkout, cache: SharedCache, metrics: Arc<Metrics>) {
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(error) = sweep_once(&checkout, &cache).await {
+        if let Err(error) = sweep_pass(&checkout, &cache, Some(&metrics)).await {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "order sweep failed; retrying next interval"

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -27,6 +28,7 @@ use crate::domain::reconcile::{
     BilledPayment, BilledRefund, Finding, OurOrder, OurRefund, OurRefundStand, RefundFinding,
     reconcile, reconcile_refunds,
 };
+use crate::metrics::{JobResult, Metrics};
 use crate::pay::checkout::{Checkout, CheckoutError, Settled};
 use crate::pay::refunds::Refunds;
 use crate::pay::{BillError, BillLine, BillLineKind, ChannelPayment, RefundState};
@@ -750,15 +752,30 @@ impl Drop for ReconcileSchedule {
 
 /// Reconciles yesterday's bills of every configured channel at each time `schedule`
 /// names (Beijing time), forever.
-pub fn spawn_schedule(reconciler: Reconciler, schedule: cron::Schedule) -> ReconcileSchedule {
+pub fn spawn_schedule(
+    reconciler: Reconciler,
+    schedule: cron::Schedule,
+    metrics: Arc<Metrics>,
+) -> ReconcileSchedule {
     if reconciler.configured_channels().is_empty() {
         tracing::info!("no payment channel configured: reconciliation is not scheduled");
         return ReconcileSchedule(None);
     }
-    ReconcileSchedule(Some(tokio::spawn(run_schedule(reconciler, schedule))))
+    ReconcileSchedule(Some(tokio::spawn(run_schedule(
+        reconciler, schedule, metrics,
+    ))))
 }
 
-async fn run_schedule(reconciler: Reconciler, schedule: cron::Schedule) {
+/// Each channel's reconciliation is its own job in metrics.
+fn job_name(channel: BillChannel) -> &'static str {
+    match channel {
+        BillChannel::Wechat => "reconcile_wechat",
+        BillChannel::Alipay => "reconcile_alipay",
+        BillChannel::Abc => "reconcile_abc",
+    }
+}
+
+async fn run_schedule(reconciler: Reconciler, schedule: cron::Schedule, metrics: Arc<Metrics>) {
     let clock = reconciler.checkout.clock.clone();
     let Some(mut due) = next_run(&schedule, clock.now()) else {
         tracing::warn!(
@@ -776,22 +793,32 @@ async fn run_schedule(reconciler: Reconciler, schedule: cron::Schedule) {
         }
         let day = beijing_yesterday(now);
         for channel in reconciler.configured_channels() {
-            match reconciler.reconcile(channel, day, ACTOR_SCHEDULE).await {
-                Ok(report) => tracing::info!(
-                    run = report.run.id,
-                    failed = report.failed(),
-                    "scheduled reconciliation done"
-                ),
+            let result = match reconciler.reconcile(channel, day, ACTOR_SCHEDULE).await {
+                Ok(report) => {
+                    tracing::info!(
+                        run = report.run.id,
+                        failed = report.failed(),
+                        "scheduled reconciliation done"
+                    );
+                    if report.failed() {
+                        JobResult::Failed
+                    } else {
+                        JobResult::Ok
+                    }
+                }
                 Err(ReconcileError::AlreadyRunning) => {
                     tracing::info!(
                         channel = channel.as_str(),
                         "scheduled reconciliation skipped: another run holds the lock"
                     );
+                    JobResult::Skipped
                 }
                 Err(error) => {
-                    tracing::error!(error = ?error, channel = channel.as_str(), "scheduled reconciliation failed")
+                    tracing::error!(error = ?error, channel = channel.as_str(), "scheduled reconciliation failed");
+                    JobResult::Failed
                 }
-            }
+            };
+            metrics.job_run(job_name(channel), result, clock.now());
         }
         match next_run(&schedule, clock.now()) {
             Some(next) => due = next,

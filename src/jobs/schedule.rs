@@ -6,12 +6,17 @@
 //! "Now" is the app's [`Clock`], looked at again at least every [`LOOK_AGAIN`], so a
 //! clock moved forward (tests, or a host waking from suspend) is noticed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use tokio::task::JoinHandle;
 
 use super::followers::{ACTOR_SCHEDULE, CheckError, FollowerCheck};
+use crate::metrics::{JobResult, Metrics};
+
+/// The follower check's name in metrics.
+const JOB: &str = "follower_check";
 
 /// The longest single sleep between looks at the clock.
 pub const LOOK_AGAIN: Duration = Duration::from_secs(60);
@@ -51,9 +56,9 @@ impl Drop for ScheduleHandle {
 }
 
 /// Starts the schedule, when there is an account to check.
-pub fn spawn(check: Option<FollowerCheck>) -> ScheduleHandle {
+pub fn spawn(check: Option<FollowerCheck>, metrics: Arc<Metrics>) -> ScheduleHandle {
     match check {
-        Some(check) => ScheduleHandle(Some(tokio::spawn(run(check)))),
+        Some(check) => ScheduleHandle(Some(tokio::spawn(run(check, metrics)))),
         None => {
             tracing::info!("no official account configured: the follower check is not scheduled");
             ScheduleHandle(None)
@@ -62,7 +67,7 @@ pub fn spawn(check: Option<FollowerCheck>) -> ScheduleHandle {
 }
 
 /// Runs the check at every time the schedule names, forever.
-pub async fn run(check: FollowerCheck) {
+pub async fn run(check: FollowerCheck, metrics: Arc<Metrics>) {
     let schedule = check.config.schedule.clone();
     let Some(mut due) = next_run(&schedule, check.clock.now()) else {
         tracing::warn!(
@@ -78,7 +83,8 @@ pub async fn run(check: FollowerCheck) {
             tokio::time::sleep(wait(now, due)).await;
             continue;
         }
-        run_once(&check).await;
+        let result = run_once(&check).await;
+        metrics.job_run(JOB, result, check.clock.now());
         match next_run(&schedule, check.clock.now()) {
             Some(next) => due = next,
             None => return,
@@ -86,17 +92,29 @@ pub async fn run(check: FollowerCheck) {
     }
 }
 
-async fn run_once(check: &FollowerCheck) {
+/// A run stopped early by an API error counts as failed: its remarks are not all checked.
+async fn run_once(check: &FollowerCheck) -> JobResult {
     match check.run(ACTOR_SCHEDULE, false).await {
-        Ok(report) => tracing::info!(
-            run = report.run_id,
-            stopped = report.stopped.is_some(),
-            "scheduled follower check done"
-        ),
+        Ok(report) => {
+            tracing::info!(
+                run = report.run_id,
+                stopped = report.stopped.is_some(),
+                "scheduled follower check done"
+            );
+            if report.stopped.is_some() {
+                JobResult::Failed
+            } else {
+                JobResult::Ok
+            }
+        }
         Err(CheckError::AlreadyRunning) => {
             tracing::info!("scheduled follower check skipped: another run holds the lock");
+            JobResult::Skipped
         }
-        Err(error) => tracing::error!(error = ?error, "scheduled follower check failed"),
+        Err(error) => {
+            tracing::error!(error = ?error, "scheduled follower check failed");
+            JobResult::Failed
+        }
     }
 }
 

@@ -94,13 +94,15 @@ pub enum Settled {
 
 impl Checkout {
     /// Takes the student's items into an order on `kind` and asks the channel to
-    /// collect. Asking again for the same items gets the same order.
+    /// collect. Asking again for the same items gets the same order. `request_id` (the
+    /// page request's `X-Request-Id`) is kept on a new order for the logs.
     pub async fn start(
         &self,
         student_id: i64,
         item_ids: &[i64],
         kind: PaymentChannel,
         payer_openid: Option<&str>,
+        request_id: Option<&str>,
     ) -> Result<Started, CheckoutError> {
         let channel = self
             .channels
@@ -121,6 +123,7 @@ impl Checkout {
                     description: &description,
                     now,
                     expires_at: expiry(now, self.order_ttl),
+                    request_id,
                 })
                 .await?;
             match outcome {

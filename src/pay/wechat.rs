@@ -49,6 +49,12 @@ pub enum WechatPaySetupError {
 }
 
 impl WechatPay {
+    /// Reports each exchange with WeChat Pay to `observer`.
+    pub fn observed(mut self, observer: crate::metrics::UpstreamObserver) -> WechatPay {
+        self.client = self.client.observed(observer);
+        self
+    }
+
     /// WeChat Pay from the configuration: `None` when it is not configured; an error
     /// (which stops the start) when configured but unusable.
     pub fn from_config(
@@ -76,7 +82,7 @@ impl WechatPay {
             merchant_key,
             public_key_id: pay.public_key_id.clone(),
             verifier: ResponseVerifier::with_public_key(pay.public_key_id.clone(), public_key),
-            timeout: CALL_TIMEOUT,
+            timeout: config.upstream_timeout.unwrap_or(CALL_TIMEOUT),
             clock: clock.clone(),
         })
         .map_err(|error| WechatPaySetupError::Client(error.to_string()))?;

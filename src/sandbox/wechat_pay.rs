@@ -11,8 +11,9 @@
 //!
 //! What it plays, beyond the happy path: duplicate notifications (concurrent copies),
 //! late ones, lost ones ([`WechatPaySandbox::pay_silently`]), forged and modified ones
-//! ([`Tamper`]), answers whose signature fails on purpose ([`ResponseTamper`]), and
-//! injected failures ([`WechatPaySandbox::fail_next`]).
+//! ([`Tamper`]), answers whose signature fails on purpose ([`ResponseTamper`]),
+//! injected failures ([`WechatPaySandbox::fail_next`]) and slow answers
+//! ([`WechatPaySandbox::hang_next`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -497,6 +498,21 @@ impl WechatPaySandbox {
         queue.extend(std::iter::repeat_n((status, code.to_owned()), times));
     }
 
+    /// The next `times` requests to `path` (template or concrete) are held for
+    /// `duration` before they are handled, as when WeChat Pay is slow: a caller that
+    /// gives up sooner never sees the answer (and, its connection closed, the held
+    /// request may be dropped unhandled: the caller cannot know which).
+    pub fn hang_next(&self, path: &str, duration: Duration, times: usize) {
+        let mut state = self.shared.state();
+        let queue = state.hangs.entry(path.to_owned()).or_default();
+        queue.extend(std::iter::repeat_n(duration, times));
+    }
+
+    /// How many requests a hang holds right now.
+    pub fn held_requests(&self) -> usize {
+        self.shared.state().held
+    }
+
     /// The next `times` answers to `path` carry a signature that fails verification,
     /// though the request took effect.
     pub fn tamper_next_responses(&self, path: &str, tamper: ResponseTamper, times: usize) {
@@ -643,6 +659,9 @@ struct PayState {
     nonces: HashMap<String, i64>,
     calls: Vec<RecordedCall>,
     injected_failures: HashMap<String, VecDeque<(u16, String)>>,
+    hangs: HashMap<String, VecDeque<Duration>>,
+    /// Requests being held by [`WechatPaySandbox::hang_next`] right now.
+    held: usize,
     response_tampers: HashMap<String, VecDeque<ResponseTamper>>,
     notification_answers: Vec<(String, u16, String)>,
     notification_copies: usize,
@@ -661,6 +680,8 @@ impl Default for PayState {
             nonces: HashMap::new(),
             calls: Vec::new(),
             injected_failures: HashMap::new(),
+            hangs: HashMap::new(),
+            held: 0,
             response_tampers: HashMap::new(),
             notification_answers: Vec::new(),
             notification_copies: 1,
@@ -1225,6 +1246,17 @@ async fn api(
         return StatusCode::NOT_FOUND.into_response();
     }
     let route = Route::parse(&method, uri.path());
+    let hang = {
+        let mut state = shared.state();
+        let hang = PayState::pop_for(&mut state.hangs, route.template(), uri.path());
+        state.held += usize::from(hang.is_some());
+        hang
+    };
+    if let Some(duration) = hang {
+        // Counted down even when the caller gives up and the connection is dropped.
+        let _held = HeldRequest(shared.clone());
+        tokio::time::sleep(duration).await;
+    }
     let raw_uri = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
@@ -1250,6 +1282,16 @@ async fn api(
         tamper
     };
     shared.signed_response(status, answer, tamper)
+}
+
+/// One request held by a hang, for as long as it lives.
+struct HeldRequest(Arc<Shared>);
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.held = state.held.saturating_sub(1);
+    }
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -3156,6 +3198,27 @@ mod tests {
         let missing = probe.http.get(url).send().await.unwrap();
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert!(missing.text().await.unwrap().contains("订单不存在"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_request_is_held_then_handled() {
+        let probe = Probe::start().await;
+        probe
+            .sandbox
+            .hang_next(paths::JSAPI, Duration::from_millis(300), 1);
+        let order = probe.order("CP2025090100000031");
+        let (answer, held_meanwhile) = tokio::join!(probe.post(paths::JSAPI, &order), async {
+            while probe.sandbox.held_requests() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            probe.sandbox.transactions().len()
+        });
+        assert_eq!(held_meanwhile, 0, "nothing happens while held");
+        assert_eq!(answer.status, 200);
+        assert_eq!(probe.sandbox.held_requests(), 0);
+        assert_eq!(probe.sandbox.transactions().len(), 1);
+        // Only the next one hangs.
+        probe.query("CP2025090100000031").await.expect(200);
     }
 
     #[tokio::test]

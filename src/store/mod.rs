@@ -19,6 +19,7 @@ mod entities;
 mod fees;
 mod follower_check;
 mod followers;
+mod gauges;
 mod import;
 mod orders;
 mod receipts;
@@ -169,8 +170,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// A connection idle this long is pinged before use; busy ones are not, to save a
-/// round trip per query.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+/// round trip per query. Short, because a database restart kills every pooled
+/// connection without the pool noticing: pinged, the idle ones are replaced before a
+/// request gets them, and only the requests in flight at the restart fail (with 30
+/// seconds, the next requests after the restart failed too, one per dead connection).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 /// Namespace of our PostgreSQL advisory locks (the second key is per schema).

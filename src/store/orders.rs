@@ -43,6 +43,8 @@ pub struct OrderRecord {
     /// When the channel was last asked about it (the query job, a waiting page).
     pub last_queried_at: Option<DateTime<Utc>>,
     pub exception: Option<String>,
+    /// The page request that created it (`X-Request-Id`), for following it in the logs.
+    pub request_id: Option<String>,
 }
 
 impl From<orders::Model> for OrderRecord {
@@ -63,6 +65,7 @@ impl From<orders::Model> for OrderRecord {
             created_at: row.created_at,
             last_queried_at: row.last_queried_at,
             exception: row.exception,
+            request_id: row.request_id,
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct NewOrder<'a> {
     pub description: &'a str,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The page request asking for it (`X-Request-Id`), kept for the logs.
+    pub request_id: Option<&'a str>,
 }
 
 /// What asking for an order for some items came to.
@@ -401,6 +406,7 @@ async fn take_items(
         status: Set(OrderStatus::Created),
         payer_openid: Set(new.payer_openid.map(str::to_owned)),
         description: Set(Some(new.description.to_owned())),
+        request_id: Set(new.request_id.map(str::to_owned)),
         expires_at: Set(new.expires_at),
         created_at: Set(new.now),
         updated_at: Set(new.now),

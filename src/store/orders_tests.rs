@@ -51,6 +51,7 @@ fn new_order<'a>(number: &'a str, student_id: i64, items: &'a [i64]) -> NewOrder
         description: "武威职业学院-2026-2027学年学费、住宿费",
         now,
         expires_at: now + Duration::minutes(15),
+        request_id: Some("req-test"),
     }
 }
 

@@ -4,6 +4,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::session::SessionError;
+use crate::cache::CacheError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("not found")]
@@ -25,6 +28,14 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "请先登录".to_owned()),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "没有权限".to_owned()),
             AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason.clone()),
+            AppError::Internal(error) if is_cache_outage(error) => {
+                // Sessions, captchas and tokens live in the cache: nothing to do but wait.
+                tracing::warn!(error.cause_chain = ?error, "cache unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "系统繁忙，请稍后再试".to_owned(),
+                )
+            }
             AppError::Internal(error) => {
                 tracing::error!(error.cause_chain = ?error, "internal error");
                 (
@@ -35,4 +46,15 @@ impl IntoResponse for AppError {
         };
         (status, message).into_response()
     }
+}
+
+/// Whether the cache being down is what failed (directly or under a session).
+fn is_cache_outage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<CacheError>()
+            || matches!(
+                cause.downcast_ref::<SessionError>(),
+                Some(SessionError::Cache(_))
+            )
+    })
 }

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod error;
 pub mod login_guard;
 pub mod notify;
+pub mod observe;
+pub mod request_id;
 pub mod session;
 pub mod students;
 pub mod text;
@@ -30,7 +32,7 @@ use crate::background::Background;
 use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UpstreamObserver};
 use crate::pay::Channel;
 use crate::pay::abc::Abc;
 use crate::pay::alipay::Alipay;
@@ -120,15 +122,19 @@ impl Services {
 
 impl AppState {
     pub fn new(config: Config, services: Services) -> anyhow::Result<AppState> {
+        // First, so that every client built below reports to it.
+        let metrics = Arc::new(Metrics::new());
+        let observer = |upstream| UpstreamObserver::new(metrics.clone(), upstream);
         let account = match &config.wechat {
             Some(wechat) => {
-                let api = ApiClient::new(
+                let api = ApiClient::observed(
                     ApiClientConfig {
                         appid: wechat.appid.clone(),
                         secret: wechat.secret.clone(),
                         api_base: config.wechat_api_base.clone(),
                     },
                     services.cache.clone(),
+                    observer("wechat"),
                 )
                 .context("cannot build the WeChat API client")?;
                 Some(Arc::new(Account {
@@ -143,9 +149,12 @@ impl AppState {
             }
             None => None,
         };
-        let wechat_pay = WechatPay::from_config(&config, services.clock.clone())?.map(Arc::new);
-        let alipay = Alipay::from_config(&config, services.clock.clone())?.map(Arc::new);
-        let abc = Abc::from_config(&config, services.clock.clone())?.map(Arc::new);
+        let wechat_pay = WechatPay::from_config(&config, services.clock.clone())?
+            .map(|pay| Arc::new(pay.observed(observer("wechatpay"))));
+        let alipay = Alipay::from_config(&config, services.clock.clone())?
+            .map(|pay| Arc::new(pay.observed(observer("alipay"))));
+        let abc = Abc::from_config(&config, services.clock.clone())?
+            .map(|pay| Arc::new(pay.observed(observer("abc"))));
         let checkout = Checkout {
             store: services.store.clone(),
             channels: Channels {
@@ -169,7 +178,7 @@ impl AppState {
             clock: services.clock,
             background: services.background,
             account,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             background_writes: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
         })
     }
@@ -184,6 +193,11 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(observe::scrape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            observe::observe,
+        ))
         .with_state(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -193,11 +207,15 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
+                // `out_trade_no` and `origin_request_id` (the page request that made
+                // the order) are filled in by the handlers that learn them.
                 tracing::info_span!(
                     "request",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = %request_id,
+                    out_trade_no = tracing::field::Empty,
+                    origin_request_id = tracing::field::Empty,
                 )
             }),
         )
@@ -253,14 +271,17 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let background = self.state.background.clone();
-        let _schedule = crate::jobs::schedule::spawn(self.state.follower_check());
+        let metrics = self.state.metrics.clone();
+        let _schedule = crate::jobs::schedule::spawn(self.state.follower_check(), metrics.clone());
         let _reconcile = crate::jobs::reconcile::spawn_schedule(
             self.state.reconciler(),
             self.state.config.reconcile_schedule.clone(),
+            metrics.clone(),
         );
         let sweeper = tokio::spawn(crate::jobs::orders::run(
             self.state.checkout.clone(),
             self.state.cache.clone(),
+            metrics,
         ));
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)

@@ -251,8 +251,20 @@ async fn apply_verified(
     out_trade_no: &str,
     payment: &ChannelPayment,
 ) -> Outcome {
-    match state.checkout.apply(out_trade_no, payment).await {
+    let span = tracing::Span::current();
+    span.record("out_trade_no", out_trade_no);
+    let applied = state.checkout.apply(out_trade_no, payment).await;
+    state
+        .metrics
+        .payment(channel_label(received.channel), payment_outcome(&applied));
+    match applied {
         Ok((Settled::Paid(order), first_time)) => {
+            if let Some(origin) = &order.request_id {
+                span.record("origin_request_id", origin.as_str());
+            }
+            if first_time {
+                tracing::info!(channel = ?received.channel, amount_fen = order.amount_fen, "payment applied");
+            }
             let verdict = if first_time {
                 NotificationVerdict::Accepted
             } else {
@@ -324,7 +336,8 @@ async fn refuse(
     status: StatusCode,
 ) -> Outcome {
     tracing::warn!(channel = ?received.channel, reason = label, "payment notification refused");
-    state.metrics.notification_refused(label);
+    let channel = channel_label(received.channel);
+    state.metrics.notification_refused(channel, label);
     record(
         state,
         received,
@@ -335,6 +348,32 @@ async fn refuse(
     )
     .await;
     Outcome::Refused(label, status)
+}
+
+fn channel_label(channel: NotificationChannel) -> &'static str {
+    match channel {
+        NotificationChannel::Wechat => "wechat",
+        NotificationChannel::Alipay => "alipay",
+        NotificationChannel::Abc => "abc",
+    }
+}
+
+/// What applying a verified payment came to, as a metric label: `applied`,
+/// `paid_after_close` (settled, but after we closed the order), `duplicate` (a copy),
+/// `exception` (left for the finance office: paid after close with the items gone, a
+/// second payment, another amount), `unknown_order`, or `failed` (to be retried).
+fn payment_outcome(applied: &Result<(Settled, bool), CheckoutError>) -> &'static str {
+    match applied {
+        // Settled, but noted for the office: it came after we had closed the order.
+        Ok((Settled::Paid(order), true)) if order.exception.is_some() => "paid_after_close",
+        Ok((Settled::Paid(_), true)) => "applied",
+        Ok((Settled::Paid(_), false)) => "duplicate",
+        Ok((Settled::Exception(_), _)) => "exception",
+        // The store answers a report only with Paid or Exception; keep the rest apart.
+        Ok((Settled::Open(_) | Settled::Closed(_), _)) => "not_applied",
+        Err(CheckoutError::UnknownOrder) => "unknown_order",
+        Err(_) => "failed",
+    }
 }
 
 /// Stores the notification as received. A failure to store is logged, not fatal: the

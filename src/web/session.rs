@@ -129,6 +129,10 @@ impl Sessions {
 
     /// The session named by the request's cookie, if it exists and has not expired.
     /// Pushes its expiry back when it was last touched a while ago.
+    ///
+    /// A session that cannot be read (the cache is down, or holds something else) counts
+    /// as none: the person is asked to sign in again rather than shown an error, and
+    /// the cookie is left alone, so the session is theirs again once the cache is back.
     pub async fn load(
         &self,
         headers: &HeaderMap,
@@ -140,15 +144,27 @@ impl Sessions {
         if !looks_like_session_id(&id) {
             return Ok(None);
         }
-        let Some(raw) = self.cache.get(&Self::key(&id)).await? else {
-            return Ok(None);
+        let raw = match self.cache.get(&Self::key(&id)).await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a session; treating the request as signed out");
+                return Ok(None);
+            }
         };
-        let mut session = Session {
-            id,
-            data: serde_json::from_str(&raw)?,
+        let data = match serde_json::from_str(&raw) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable session data; treating the request as signed out");
+                return Ok(None);
+            }
         };
-        if now.timestamp() - session.data.touched_at >= TOUCH_INTERVAL_SECONDS {
-            self.save(&mut session, now).await?;
+        let mut session = Session { id, data };
+        if now.timestamp() - session.data.touched_at >= TOUCH_INTERVAL_SECONDS
+            && let Err(error) = self.save(&mut session, now).await
+        {
+            // The session was read: serve this request; the next one tries again.
+            tracing::warn!(%error, "cannot push a session's expiry back");
         }
         Ok(Some(session))
     }
@@ -336,6 +352,77 @@ mod tests {
                     .is_none()
             );
         }
+    }
+
+    /// A cache whose backend is down: every call fails.
+    struct DownCache;
+
+    #[async_trait::async_trait]
+    impl crate::cache::Cache for DownCache {
+        async fn get(&self, _: &str) -> crate::cache::CacheResult<Option<String>> {
+            Err(down())
+        }
+        async fn set(&self, _: &str, _: &str, _: Duration) -> crate::cache::CacheResult<()> {
+            Err(down())
+        }
+        async fn set_if_absent(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> crate::cache::CacheResult<bool> {
+            Err(down())
+        }
+        async fn delete(&self, _: &str) -> crate::cache::CacheResult<()> {
+            Err(down())
+        }
+        async fn delete_if_equals(&self, _: &str, _: &str) -> crate::cache::CacheResult<bool> {
+            Err(down())
+        }
+        async fn increment(&self, _: &str, _: Duration) -> crate::cache::CacheResult<i64> {
+            Err(down())
+        }
+        async fn time_to_live(&self, _: &str) -> crate::cache::CacheResult<Option<Duration>> {
+            Err(down())
+        }
+        async fn ping(&self) -> crate::cache::CacheResult<()> {
+            Err(down())
+        }
+    }
+
+    fn down() -> CacheError {
+        CacheError::Unavailable("connection refused".into())
+    }
+
+    #[tokio::test]
+    async fn a_session_the_cache_cannot_give_back_counts_as_signed_out() {
+        let clock = Clock::system();
+        let sessions = Sessions::new(Arc::new(DownCache), false);
+        let id = random_token(32);
+        let headers = headers_with_cookie(&format!("cp_session={id}"));
+        let loaded = sessions
+            .load(&headers, clock.now())
+            .await
+            .expect("no error");
+        assert!(loaded.is_none());
+    }
+
+    #[tokio::test]
+    async fn unreadable_session_data_counts_as_signed_out() {
+        let clock = Clock::system();
+        let cache: SharedCache = Arc::new(MemoryCache::new(clock.clone()));
+        let id = random_token(32);
+        cache
+            .set(&Sessions::key(&id), "{not json", IDLE_TIMEOUT)
+            .await
+            .expect("set");
+        let sessions = Sessions::new(cache, false);
+        let headers = headers_with_cookie(&format!("cp_session={id}"));
+        let loaded = sessions
+            .load(&headers, clock.now())
+            .await
+            .expect("no error");
+        assert!(loaded.is_none());
     }
 
     #[test]

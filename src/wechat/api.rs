@@ -16,6 +16,7 @@ use url::Url;
 
 use super::token::{AccessToken, TokenKeeper};
 use crate::cache::{CacheError, SharedCache};
+use crate::metrics::{UpstreamObserver, UpstreamOutcome};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +93,19 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// How the call ended, for metrics; `None` when nothing was sent.
+    pub fn upstream_outcome(&self) -> Option<UpstreamOutcome> {
+        match self {
+            ApiError::Transport { source, .. } => Some(UpstreamOutcome::of_transport(source)),
+            ApiError::Upstream { .. } => Some(UpstreamOutcome::Refused),
+            ApiError::Decode { .. } => Some(UpstreamOutcome::Undecodable),
+            ApiError::Cache(_)
+            | ApiError::TokenBusy { .. }
+            | ApiError::TooMany { .. }
+            | ApiError::InvalidApiBase { .. } => None,
+        }
+    }
 }
 
 /// Who came back from the OAuth redirect.
@@ -146,10 +160,20 @@ struct Inner {
     appid: String,
     secret: SecretString,
     tokens: TokenKeeper,
+    observer: UpstreamObserver,
 }
 
 impl ApiClient {
     pub fn new(config: ApiClientConfig, cache: SharedCache) -> Result<Self, ApiError> {
+        Self::observed(config, cache, UpstreamObserver::default())
+    }
+
+    /// [`ApiClient::new`] reporting each call (and each token fetched) to `observer`.
+    pub fn observed(
+        config: ApiClientConfig,
+        cache: SharedCache,
+        observer: UpstreamObserver,
+    ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -163,13 +187,15 @@ impl ApiClient {
             &config.appid,
             config.secret.clone(),
             cache,
-        )?;
+        )?
+        .observed(observer.clone());
         let inner = Inner {
             http,
             api_base,
             appid: config.appid,
             secret: config.secret,
             tokens,
+            observer,
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -393,16 +419,20 @@ impl ApiClient {
             ("code", code),
             ("grant_type", "authorization_code"),
         ];
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .query(&query)
-            .send()
-            .await
-            .map_err(|error| transport(SNS_ACCESS_TOKEN, error))?;
+        let exchange = async {
+            let response = self
+                .inner
+                .http
+                .get(url)
+                .query(&query)
+                .send()
+                .await
+                .map_err(|error| transport(SNS_ACCESS_TOKEN, error))?;
+            read_reply(SNS_ACCESS_TOKEN, response).await
+        };
         // The user access_token in this reply is useless to snsapi_base; drop it.
-        let reply: SnsAccessTokenReply = read_reply(SNS_ACCESS_TOKEN, response).await?;
+        let reply: SnsAccessTokenReply =
+            observe(&self.inner.observer, SNS_ACCESS_TOKEN, exchange).await?;
         Ok(OauthIdentity {
             openid: reply.openid,
             scope: reply.scope,
@@ -478,11 +508,50 @@ impl ApiClient {
             // serde_json writes UTF-8, not \uXXXX escapes, which WeChat refuses (40033).
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| transport(api, error))?;
-        read_reply(api, response).await
+        let exchange = async {
+            let response = request
+                .send()
+                .await
+                .map_err(|error| transport(api, error))?;
+            read_reply(api, response).await
+        };
+        observe(&self.inner.observer, api, exchange).await
+    }
+}
+
+/// Runs one exchange with WeChat and reports how it ended and how long it took.
+pub(super) async fn observe<T>(
+    observer: &UpstreamObserver,
+    api: &'static str,
+    exchange: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let started = tokio::time::Instant::now();
+    let result = exchange.await;
+    let outcome = match &result {
+        Ok(_) => Some(UpstreamOutcome::Ok),
+        Err(error) => error.upstream_outcome(),
+    };
+    if let Some(outcome) = outcome {
+        observer.call(api_label(api), outcome, started.elapsed());
+    }
+    result
+}
+
+/// A short, stable name for each API path, for metrics.
+pub(super) fn api_label(path: &str) -> &'static str {
+    match path {
+        MENU_CREATE => "menu_create",
+        MENU_GET => "menu_get",
+        UPDATE_REMARK => "update_remark",
+        SNS_ACCESS_TOKEN => "oauth",
+        USER_GET => "user_get",
+        USER_INFO_BATCHGET => "user_info",
+        TAGS_GET => "tags_get",
+        TAGS_CREATE => "tags_create",
+        BATCH_TAGGING => "tagging",
+        BATCH_BLACKLIST => "blacklist",
+        super::token::STABLE_TOKEN_PATH => "token",
+        _ => "other",
     }
 }
 

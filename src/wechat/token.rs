@@ -17,8 +17,9 @@ use url::Url;
 
 use super::api::{self, ApiError};
 use crate::cache::{CacheLock, SharedCache};
+use crate::metrics::UpstreamObserver;
 
-const STABLE_TOKEN_PATH: &str = "cgi-bin/stable_token";
+pub(super) const STABLE_TOKEN_PATH: &str = "cgi-bin/stable_token";
 
 /// Refresh this long before WeChat's expiry; `stable_token` renews in the last 5 min.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
@@ -75,6 +76,7 @@ pub struct TokenKeeper {
     /// Callers in this process queue here instead of polling the cache.
     local_gate: tokio::sync::Mutex<()>,
     refreshes: AtomicU64,
+    observer: UpstreamObserver,
 }
 
 impl TokenKeeper {
@@ -96,7 +98,14 @@ impl TokenKeeper {
             lock_key: format!("wechat:access_token_lock:{appid}"),
             local_gate: tokio::sync::Mutex::new(()),
             refreshes: AtomicU64::new(0),
+            observer: UpstreamObserver::default(),
         })
+    }
+
+    /// Reports each token fetch (the call, and the refresh) to `observer`.
+    pub fn observed(mut self, observer: UpstreamObserver) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The cached token, or a fresh one fetched by this caller or another.
@@ -164,6 +173,7 @@ impl TokenKeeper {
             .set(&self.token_key, &reply.access_token, ttl)
             .await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.observer.token_refreshed();
         tracing::info!(
             appid = %self.appid,
             expires_in = reply.expires_in,
@@ -180,14 +190,17 @@ impl TokenKeeper {
             secret: self.secret.expose_secret(),
             force_refresh: false,
         };
-        let response = self
-            .http
-            .post(self.stable_token_url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|error| api::transport(STABLE_TOKEN_PATH, error))?;
-        api::read_reply(STABLE_TOKEN_PATH, response).await
+        let exchange = async {
+            let response = self
+                .http
+                .post(self.stable_token_url.clone())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|error| api::transport(STABLE_TOKEN_PATH, error))?;
+            api::read_reply(STABLE_TOKEN_PATH, response).await
+        };
+        api::observe(&self.observer, STABLE_TOKEN_PATH, exchange).await
     }
 }
 

@@ -3,8 +3,10 @@
 mod channels;
 mod cli;
 mod console;
+mod faults;
 mod followers;
 mod import;
+mod metrics;
 mod payments;
 mod receipts;
 mod reconcile;

@@ -115,6 +115,44 @@ async fn a_student_pays_in_wechat_and_sees_it_paid_at_once() {
 }
 
 #[tokio::test]
+async fn the_order_keeps_the_page_request_id_for_the_notification_logs() {
+    let app = paying_app().await;
+    let mut browser = Browser::signed_in_h5(&app, "o_zhang", ZHANG_SAN, "31002X").await;
+    let fees = browser.get("/h5/fees").await;
+    let ids = Browser::item_ids(&fees);
+    let csrf = fees.csrf();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(ids.iter().map(|id| ("item", id.as_str())));
+    let nginx_id = "4f0c9a1e2b3d4c5e6f708192a3b4c5d6";
+    let paying = browser
+        .post_with_request_id("/h5/pay", &form, nginx_id)
+        .await;
+    assert_eq!(paying.status, StatusCode::OK, "{}", paying.body);
+    let number = order_number(&paying);
+
+    let order = app
+        .state
+        .store
+        .find_order(&number)
+        .await
+        .expect("read")
+        .expect("the order exists");
+    assert_eq!(order.request_id.as_deref(), Some(nginx_id));
+
+    // The notification arrives in WeChat's own request; the order still names the page's.
+    app.pay.pay(&number).await.expect("paid in the sandbox");
+    let paid = app
+        .state
+        .store
+        .find_order(&number)
+        .await
+        .expect("read")
+        .expect("the order exists");
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(paid.request_id.as_deref(), Some(nginx_id));
+}
+
+#[tokio::test]
 async fn a_student_pays_by_qr_code_on_pc() {
     let app = paying_app().await;
     let mut browser = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;

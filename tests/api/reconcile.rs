@@ -59,7 +59,7 @@ async fn order_on(app: &TestApp, id_card: &str, channel: PaymentChannel) -> Stri
     match app
         .state
         .checkout
-        .start(student.id, &items, channel, None)
+        .start(student.id, &items, channel, None, None)
         .await
         .expect("order started")
     {

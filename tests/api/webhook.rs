@@ -1,6 +1,5 @@
 //! `/wechat` as WeChat uses it, and as an attacker would.
 
-use campus_pay::metrics::Metrics;
 use campus_pay::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
 use campus_pay::wechat::crypto::{EncodingAesKey, MessageCrypto};
 use campus_pay::wechat::message::{MessageKind, parse_message};
@@ -196,8 +195,8 @@ async fn a_retry_storm_gets_four_identical_answers_and_one_side_effect() {
         .collect();
     assert!(replies.iter().all(|r| r == &replies[0]), "{replies:#?}");
     assert!(reply_text(&replies[0]).contains("年级+班级+姓名"));
-    assert_eq!(Metrics::read(&app.state.metrics.webhook_messages), 1);
-    assert_eq!(Metrics::read(&app.state.metrics.webhook_retries), 3);
+    assert_eq!(app.state.metrics.webhook_messages("event_subscribe"), 1);
+    assert_eq!(app.state.metrics.webhook_retries(), 3);
     app.drain_background().await;
     assert_eq!(app.state.store.count_followers().await.unwrap(), 1);
 }
@@ -215,9 +214,9 @@ async fn a_retry_reaching_another_instance_gets_the_same_answer() {
     let one = first.post_wechat(&post).await;
     let two = second.post_wechat(&post).await;
     assert_eq!(one.body, two.body);
-    assert_eq!(Metrics::read(&first.state.metrics.webhook_messages), 1);
-    assert_eq!(Metrics::read(&second.state.metrics.webhook_messages), 0);
-    assert_eq!(Metrics::read(&second.state.metrics.webhook_retries), 1);
+    assert_eq!(first.state.metrics.webhook_messages("text"), 1);
+    assert_eq!(second.state.metrics.webhook_messages("text"), 0);
+    assert_eq!(second.state.metrics.webhook_retries(), 1);
 }
 
 #[tokio::test]
@@ -293,7 +292,8 @@ async fn a_forged_body_signature_gets_401() {
     };
     let post = forged_token.signed_post(&xml, EncryptionMode::Plaintext);
     assert_eq!(app.post_wechat(&post).await.status, 401);
-    assert_eq!(Metrics::read(&app.state.metrics.webhook_messages), 0);
+    assert_eq!(app.state.metrics.webhook_messages("text"), 0);
+    assert_eq!(app.state.metrics.webhook_refusals("bad_signature"), 2);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::order::beijing_offset;
+use crate::metrics::{UpstreamObserver, UpstreamOutcome};
 use crate::store::PaymentChannel;
 
 /// How long one call to the bank may take before its outcome counts as unknown.
@@ -61,6 +62,7 @@ pub struct Abc {
     gateway: Url,
     http: reqwest::Client,
     clock: Clock,
+    observer: UpstreamObserver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +149,14 @@ impl Abc {
             gateway,
             http,
             clock,
+            observer: UpstreamObserver::default(),
         })
+    }
+
+    /// Reports each call to the bank's gateway to `observer`.
+    pub fn observed(mut self, observer: UpstreamObserver) -> Abc {
+        self.observer = observer;
+        self
     }
 
     pub fn merchant_id(&self) -> &str {
@@ -157,6 +166,21 @@ impl Abc {
     /// Signs and posts one `TrxRequest`; returns the verified answer when its
     /// `ReturnCode` is `0000`.
     async fn call(&self, trx_request: Value) -> Result<Opened, ChannelError> {
+        let api = api_label(trx_request.get("TrxType").and_then(Value::as_str));
+        let started = tokio::time::Instant::now();
+        let answer = self.call_unobserved(trx_request).await;
+        let outcome = match &answer {
+            Ok(_) => UpstreamOutcome::Ok,
+            Err((outcome, _)) => *outcome,
+        };
+        self.observer.call(api, outcome, started.elapsed());
+        answer.map_err(|(_, error)| error)
+    }
+
+    async fn call_unobserved(
+        &self,
+        trx_request: Value,
+    ) -> Result<Opened, (UpstreamOutcome, ChannelError)> {
         let message = json!({
             "Version": wire::VERSION,
             "Format": wire::FORMAT,
@@ -164,7 +188,11 @@ impl Abc {
             "TrxRequest": trx_request,
         });
         let body = wire::seal(&message, &self.signer);
-        let unknown = |what: String| ChannelError::OutcomeUnknown(what);
+        let unknown = |outcome, what: String| (outcome, ChannelError::OutcomeUnknown(what));
+        let unreachable = |error: reqwest::Error| {
+            let outcome = UpstreamOutcome::of_transport(&error);
+            unknown(outcome, format!("ABC gateway: {error}"))
+        };
         let response = self
             .http
             .post(self.gateway.clone())
@@ -172,36 +200,47 @@ impl Abc {
             .body(body)
             .send()
             .await
-            .map_err(|error| unknown(format!("ABC gateway: {error}")))?;
+            .map_err(unreachable)?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| unknown(format!("ABC gateway: {error}")))?;
+        let bytes = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
-            return Err(unknown(format!("ABC gateway answered HTTP {status}")));
+            let outcome = UpstreamOutcome::of_status(status.as_u16());
+            return Err(unknown(
+                outcome,
+                format!("ABC gateway answered HTTP {status}"),
+            ));
         }
+        let unreadable = UpstreamOutcome::Undecodable;
         let text = wire::decode_text(&bytes)
-            .ok_or_else(|| unknown("ABC answer is not GB18030 text".into()))?;
-        let opened = wire::open(&text).map_err(|error| unknown(format!("ABC answer: {error}")))?;
+            .ok_or_else(|| unknown(unreadable, "ABC answer is not GB18030 text".into()))?;
+        let opened = wire::open(&text)
+            .map_err(|error| unknown(unreadable, format!("ABC answer: {error}")))?;
+        let unverifiable = UpstreamOutcome::Unverifiable;
         if !opened.verified_by(&self.verifier) {
-            return Err(unknown("ABC answer signature does not verify".into()));
+            return Err(unknown(
+                unverifiable,
+                "ABC answer signature does not verify".into(),
+            ));
         }
         if opened
             .merchant_id()
             .is_some_and(|id| !id.is_empty() && id != self.merchant_id)
         {
-            return Err(unknown("ABC answer is for another merchant".into()));
+            return Err(unknown(
+                unverifiable,
+                "ABC answer is for another merchant".into(),
+            ));
         }
         let code = opened.field("ReturnCode").unwrap_or_default().to_owned();
         if code == wire::RETURN_CODE_OK {
             return Ok(opened);
         }
         let message = opened.field("ErrorMessage").unwrap_or_default().to_owned();
+        let refused = UpstreamOutcome::Refused;
         if code.is_empty() || OUTCOME_UNKNOWN_CODES.contains(&code.as_str()) {
-            return Err(unknown(format!("ABC: {code} {message}")));
+            return Err(unknown(refused, format!("ABC: {code} {message}")));
         }
-        Err(ChannelError::Refused { code, message })
+        Err((refused, ChannelError::Refused { code, message }))
     }
 
     fn order_fields(&self, order: &PrepayOrder<'_>) -> Value {
@@ -460,6 +499,16 @@ impl Channel for Abc {
                 message: format!("cannot close an order in {state}"),
             }),
         }
+    }
+}
+
+/// A short, stable name for each transaction type, for metrics.
+fn api_label(trx_type: Option<&str>) -> &'static str {
+    match trx_type {
+        Some(TRX_PAY) => "pay",
+        Some(TRX_SCAN) => "scan",
+        Some(TRX_QUERY) => "query",
+        _ => "other",
     }
 }
 

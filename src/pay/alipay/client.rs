@@ -18,6 +18,7 @@ use url::Url;
 use super::sign::{AlipayPublicKey, AppPrivateKey, request_sign_content, verify_response};
 use super::{beijing_time, yuan};
 use crate::clock::Clock;
+use crate::metrics::{UpstreamObserver, UpstreamOutcome};
 
 pub const PRECREATE: &str = "alipay.trade.precreate";
 pub const QUERY: &str = "alipay.trade.query";
@@ -111,6 +112,22 @@ impl AlipayApiError {
         }
     }
 
+    /// How the call ended, for metrics; `None` when nothing was sent.
+    pub fn upstream_outcome(&self) -> Option<UpstreamOutcome> {
+        match self {
+            AlipayApiError::Transport { source, .. } => Some(UpstreamOutcome::of_transport(source)),
+            AlipayApiError::Unverified { status, .. } => {
+                Some(match UpstreamOutcome::of_status(*status) {
+                    UpstreamOutcome::Ok => UpstreamOutcome::Unverifiable,
+                    by_status => by_status,
+                })
+            }
+            AlipayApiError::Business { .. } => Some(UpstreamOutcome::Refused),
+            AlipayApiError::Decode { .. } => Some(UpstreamOutcome::Undecodable),
+            AlipayApiError::InvalidRequest(_) | AlipayApiError::Setup(_) => None,
+        }
+    }
+
     /// The `sub_code` of a verified refusal (its `code` when it has none).
     pub fn sub_code(&self) -> Option<&str> {
         match self {
@@ -153,6 +170,7 @@ pub struct AlipayClient {
     app_key: AppPrivateKey,
     alipay_key: AlipayPublicKey,
     clock: Clock,
+    observer: UpstreamObserver,
 }
 
 impl AlipayClient {
@@ -177,7 +195,14 @@ impl AlipayClient {
             app_key: config.app_key,
             alipay_key: config.alipay_key,
             clock: config.clock,
+            observer: UpstreamObserver::default(),
         })
+    }
+
+    /// Reports each call to Alipay to `observer`.
+    pub fn observed(mut self, observer: UpstreamObserver) -> Self {
+        self.observer = observer;
+        self
     }
 
     pub fn app_id(&self) -> &str {
@@ -221,6 +246,25 @@ impl AlipayClient {
 
     /// One call: signed, sent, its answer verified. `Ok` only for `code` 10000.
     pub async fn call(
+        &self,
+        method: &'static str,
+        biz_content: &Value,
+        notify_url: Option<&str>,
+    ) -> Result<Map<String, Value>, AlipayApiError> {
+        let started = tokio::time::Instant::now();
+        let answer = self.call_unobserved(method, biz_content, notify_url).await;
+        let outcome = match &answer {
+            Ok(_) => Some(UpstreamOutcome::Ok),
+            Err(error) => error.upstream_outcome(),
+        };
+        if let Some(outcome) = outcome {
+            self.observer
+                .call(api_label(method), outcome, started.elapsed());
+        }
+        answer
+    }
+
+    async fn call_unobserved(
         &self,
         method: &'static str,
         biz_content: &Value,
@@ -376,6 +420,19 @@ impl AlipayClient {
 }
 
 /// Alipay: "64个字符以内，仅支持字母、数字、下划线".
+/// A short, stable name for each method, for metrics.
+fn api_label(method: &str) -> &'static str {
+    match method {
+        PRECREATE => "precreate",
+        QUERY => "query",
+        CLOSE => "close",
+        super::refund::REFUND => "refund",
+        super::refund::REFUND_QUERY => "query_refund",
+        super::bill::BILL_URL_QUERY => "bill",
+        _ => "other",
+    }
+}
+
 pub(super) fn check_out_trade_no(number: &str) -> Result<(), AlipayApiError> {
     let ok = !number.is_empty()
         && number.len() <= MAX_OUT_TRADE_NO

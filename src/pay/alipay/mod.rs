@@ -184,7 +184,7 @@ impl Alipay {
             app_id: app_id.to_owned(),
             app_key,
             alipay_key,
-            timeout: CALL_TIMEOUT,
+            timeout: config.upstream_timeout.unwrap_or(CALL_TIMEOUT),
             clock: clock.clone(),
         })
         .map_err(|error| AlipaySetupError::Client(error.to_string()))?;
@@ -193,6 +193,14 @@ impl Alipay {
 
     pub fn new(client: AlipayClient, clock: Clock) -> Alipay {
         Alipay { client, clock }
+    }
+
+    /// Reports each call to Alipay to `observer`.
+    pub fn observed(self, observer: crate::metrics::UpstreamObserver) -> Alipay {
+        Alipay {
+            client: self.client.observed(observer),
+            clock: self.clock,
+        }
     }
 
     pub fn app_id(&self) -> &str {

@@ -20,6 +20,7 @@ use super::notify::TradeState;
 use super::signing::{JsapiPayParams, RequestSigner, canonical_url, new_nonce};
 use super::verify::{HEADER_SERIAL, ResponseVerifier, SignatureHeaders, VerifyError};
 use crate::clock::Clock;
+use crate::metrics::{UpstreamObserver, UpstreamOutcome};
 
 /// Production host; `api2.mch.weixin.qq.com` is the backup in another region.
 pub const DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com/";
@@ -166,6 +167,7 @@ pub struct WechatPayClient {
     public_key_id: String,
     verifier: ResponseVerifier,
     clock: Clock,
+    observer: UpstreamObserver,
 }
 
 /// An answer whose signature checked out (or a 401 WeChat could not sign).
@@ -274,7 +276,14 @@ impl WechatPayClient {
             public_key_id: config.public_key_id,
             verifier: config.verifier,
             clock: config.clock,
+            observer: UpstreamObserver::default(),
         })
+    }
+
+    /// Reports each exchange with WeChat Pay to `observer`.
+    pub fn observed(mut self, observer: UpstreamObserver) -> Self {
+        self.observer = observer;
+        self
     }
 
     pub fn appid(&self) -> &str {
@@ -443,6 +452,28 @@ impl WechatPayClient {
         url: Url,
         body: Option<String>,
     ) -> Result<Answer, PayApiError> {
+        let started = tokio::time::Instant::now();
+        let answer = self.exchange_unobserved(api, method, url, body).await;
+        let outcome = match &answer {
+            Ok(answer) if answer.status.is_success() => UpstreamOutcome::Ok,
+            Ok(answer) if answer.status.is_server_error() => UpstreamOutcome::Http5xx,
+            // A verified refusal: WeChat Pay's own error code.
+            Ok(_) => UpstreamOutcome::Refused,
+            Err(PayApiError::Transport { source, .. }) => UpstreamOutcome::of_transport(source),
+            Err(_) => UpstreamOutcome::Unverifiable,
+        };
+        self.observer
+            .call(api_label(api), outcome, started.elapsed());
+        answer
+    }
+
+    async fn exchange_unobserved(
+        &self,
+        api: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+    ) -> Result<Answer, PayApiError> {
         let request = self.signed_request(method, url, body);
         let transport = |source| PayApiError::Transport { api, source };
         let response = request.send().await.map_err(transport)?;
@@ -503,6 +534,20 @@ impl WechatPayClient {
                     reason,
                 }
             })
+    }
+}
+
+/// A short, stable name for each API, for metrics.
+fn api_label(api: &'static str) -> &'static str {
+    match api {
+        "jsapi prepay" => "jsapi",
+        "native prepay" => "native",
+        "query order" => "query",
+        "close order" => "close",
+        "refund" => "refund",
+        "query refund" => "query_refund",
+        "trade bill" => "bill",
+        _ => "other",
     }
 }
 

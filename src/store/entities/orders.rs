@@ -39,6 +39,9 @@ pub struct Model {
     /// The provincial e-bill (财政电子票据), once the office records it.
     pub ebill_number: Option<String>,
     pub ebill_status: Option<String>,
+    /// The id of the page request that created the order (`X-Request-Id`), so that the
+    /// notification's log lines can name it.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]

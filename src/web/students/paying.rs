@@ -18,6 +18,7 @@ use crate::pay::{ChannelError, Prepaid};
 use crate::store::{OrderRecord, PaymentChannel, StudentAccount};
 use crate::web::AppState;
 use crate::web::error::AppError;
+use crate::web::request_id;
 use crate::web::session::Session;
 use crate::web::views::Surface;
 use crate::web::views::fees::FeeLine;
@@ -75,6 +76,7 @@ pub async fn jsapi(
             &ticked.items,
             PaymentChannel::WechatJsapi,
             openid,
+            request_id::of(&headers),
         )
         .await;
     let (order, prepaid) = match started_or_page(&state, surface, started) {
@@ -194,7 +196,13 @@ async fn qr(
     };
     let started = state
         .checkout
-        .start(student.id, &ticked.items, kind, None)
+        .start(
+            student.id,
+            &ticked.items,
+            kind,
+            None,
+            request_id::of(&headers),
+        )
         .await;
     let (order, prepaid) = match started_or_page(&state, surface, started) {
         Ok(ready) => ready,
@@ -258,7 +266,13 @@ pub async fn abc_page(
     };
     let started = state
         .checkout
-        .start(student.id, &ticked.items, PaymentChannel::AbcPage, None)
+        .start(
+            student.id,
+            &ticked.items,
+            PaymentChannel::AbcPage,
+            None,
+            request_id::of(&headers),
+        )
         .await;
     let (order, prepaid) = match started_or_page(&state, surface, started) {
         Ok(ready) => ready,
@@ -299,7 +313,13 @@ fn started_or_page(
         ))
     };
     match started {
-        Ok(Started::Ready { order, prepaid }) => Ok((*order, prepaid)),
+        Ok(Started::Ready { order, prepaid }) => {
+            tracing::Span::current().record("out_trade_no", order.out_trade_no.as_str());
+            tracing::info!(channel = ?order.channel, amount_fen = order.amount_fen, "order ready to pay");
+            let channel = crate::web::observe::payment_channel_label(order.channel);
+            state.metrics.order_started(channel);
+            Ok((*order, prepaid))
+        }
         Ok(Started::AlreadyPaid) => Err(page(
             StatusCode::CONFLICT,
             "已缴费",
@@ -371,7 +391,14 @@ async fn own_order(
         .await
         .map_err(anyhow::Error::from)?;
     match order.filter(|order| order.student_id == student.id) {
-        Some(order) => Ok(Ok(order)),
+        Some(order) => {
+            let span = tracing::Span::current();
+            span.record("out_trade_no", order.out_trade_no.as_str());
+            if let Some(origin) = &order.request_id {
+                span.record("origin_request_id", origin.as_str());
+            }
+            Ok(Ok(order))
+        }
         None => Ok(Err(AppError::NotFound.into_response())),
     }
 }

@@ -5,6 +5,7 @@
 //! to background work.
 
 mod answers;
+mod labels;
 mod verify;
 
 use std::time::Duration;
@@ -20,7 +21,6 @@ use secrecy::ExposeSecret;
 use self::answers::{Answer, Context, Effect};
 use self::verify::{Rejection, VerifiedMessage, WebhookQuery};
 use super::AppState;
-use crate::metrics::Metrics;
 use crate::wechat::reply::SUCCESS;
 
 pub use self::verify::MAX_BODY_BYTES;
@@ -49,7 +49,10 @@ async fn verify_server(
 ) -> Response {
     match verify::server_check(&state, &query) {
         Ok(echo) => ([(header::CONTENT_TYPE, "text/plain")], echo).into_response(),
-        Err(rejection) => rejection.into_response(),
+        Err(rejection) => {
+            state.metrics.webhook_refused(rejection.label());
+            rejection.into_response()
+        }
     }
 }
 
@@ -61,7 +64,7 @@ async fn receive(
     let verified = match verify::verified_message(&state, &query, body).await {
         Ok(verified) => verified,
         Err(rejection) => {
-            Metrics::count(&state.metrics.webhook_refused);
+            state.metrics.webhook_refused(rejection.label());
             return rejection.into_response();
         }
     };
@@ -79,7 +82,8 @@ async fn answer_once(state: &AppState, verified: &VerifiedMessage) -> String {
         .await
     {
         Ok(true) => {
-            Metrics::count(&state.metrics.webhook_messages);
+            let kind = labels::kind_label(&verified.message.kind);
+            state.metrics.webhook_message(kind);
             let stored = answer_and_act(state, verified);
             if let Err(error) = state.cache.set(&key, &stored, DEDUP_TTL).await {
                 tracing::warn!(%error, "cannot store the webhook answer for retries");
@@ -87,13 +91,16 @@ async fn answer_once(state: &AppState, verified: &VerifiedMessage) -> String {
             stored
         }
         Ok(false) => {
-            Metrics::count(&state.metrics.webhook_retries);
+            state.metrics.webhook_retry();
             wait_for_first_answer(state, &key).await
         }
         Err(error) => {
             // Without the cache a retry may act twice; the effects are idempotent
             // upserts, and answering beats WeChat's "暂时无法提供服务".
             tracing::warn!(%error, "webhook dedup unavailable; answering without it");
+            state
+                .metrics
+                .webhook_message(labels::kind_label(&verified.message.kind));
             answer_and_act(state, verified)
         }
     }

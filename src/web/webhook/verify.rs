@@ -66,6 +66,24 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// A short, stable name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::NotConfigured => "not_configured",
+            Rejection::MissingParameter(_) => "missing_parameter",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::StaleTimestamp => "stale_timestamp",
+            Rejection::TooLarge => "too_large",
+            Rejection::Unreadable => "unreadable",
+            Rejection::NotUtf8 => "not_utf8",
+            Rejection::MalformedXml(_) => "malformed_xml",
+            Rejection::SafeModeNotConfigured => "safe_mode_not_configured",
+            Rejection::UnsupportedEncryption => "unsupported_encryption",
+            Rejection::WrongAppId => "wrong_appid",
+            Rejection::Undecryptable => "undecryptable",
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::NotConfigured => StatusCode::NOT_FOUND,

@@ -526,6 +526,7 @@ async fn take_into_order(
             description: "测试",
             now,
             expires_at: now + chrono::Duration::minutes(15),
+            request_id: None,
         })
         .await
         .expect("store")

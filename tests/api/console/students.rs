@@ -180,6 +180,7 @@ async fn order_with_a_refused_notification(app: &TestApp, student_id: i64) -> St
             description: "武威职业学院 学费",
             now,
             expires_at: now + chrono::Duration::minutes(15),
+            request_id: None,
         })
         .await
         .expect("order");

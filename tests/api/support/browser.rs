@@ -81,6 +81,22 @@ impl<'a> Browser<'a> {
         self.send(request).await
     }
 
+    /// Posts a form as a request nginx named `request_id` (`X-Request-Id`).
+    pub async fn post_with_request_id(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        request_id: &str,
+    ) -> Page {
+        let request = self
+            .app
+            .client
+            .post(self.absolute(url))
+            .header("x-request-id", request_id)
+            .form(form);
+        self.send(request).await
+    }
+
     /// Posts a `multipart/form-data` form (a file upload).
     pub async fn post_multipart(&mut self, url: &str, form: reqwest::multipart::Form) -> Page {
         let request = self.app.client.post(self.absolute(url)).multipart(form);

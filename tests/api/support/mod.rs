@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod browser;
+pub mod fault_proxy;
 pub mod seed;
 
 use std::sync::Arc;
@@ -55,6 +56,11 @@ pub struct Options {
     /// [`PUBLIC_URL`]: what a real browser needs (OAuth comes back to the app, and the
     /// cookies are not `Secure`).
     pub public_url_is_self: bool,
+    /// The app talks to the database through this store instead of the test store's
+    /// own pool (e.g. the same data behind a fault proxy).
+    pub app_store: Option<campus_pay::store::Store>,
+    /// More `CAMPUSPAY_*` settings, e.g. `CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS`.
+    pub extra_config: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -63,6 +69,8 @@ impl Default for Options {
             aes_key: true,
             share_with: None,
             public_url_is_self: false,
+            app_store: None,
+            extra_config: Vec::new(),
         }
     }
 }
@@ -115,8 +123,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     pay_settings.extend(
         merchant::abc_settings(abc.gateway_url().as_str(), &key_dir).expect("ABC keys written"),
     );
+    pay_settings.extend(options.extra_config.iter().cloned());
     let services = Services {
-        store: (*store).clone(),
+        store: options
+            .app_store
+            .clone()
+            .unwrap_or_else(|| (*store).clone()),
         cache,
         clock: clock.clone(),
         background: Background::new(),
@@ -183,7 +195,7 @@ fn listen_and_public_url(public_url_is_self: bool) -> (String, String) {
     )
 }
 
-fn config_pairs<'a>(
+pub fn config_pairs<'a>(
     listen: &'a str,
     public_url: &'a str,
     api_base: &'a str,
@@ -225,7 +237,7 @@ impl TestApp {
         spawn_app_with(Options {
             aes_key: true,
             share_with: Some((self.store.clone(), self.state.cache.clone())),
-            public_url_is_self: false,
+            ..Options::default()
         })
         .await
     }
