@@ -584,6 +584,13 @@ mod tests {
     }
 
     #[test]
+    fn the_upstream_timeout_is_each_channels_own_unless_set() {
+        assert_eq!(config(&[]).unwrap().upstream_timeout, None);
+        let c = config(&[("CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS", " 4 ")]).unwrap();
+        assert_eq!(c.upstream_timeout, Some(Duration::from_secs(4)));
+    }
+
+    #[test]
     fn a_public_url_keeps_its_path_without_a_trailing_slash() {
         let c = config(&[("CAMPUSPAY_PUBLIC_URL", "https://pay.example.edu.cn/campus/")]).unwrap();
         assert_eq!(c.public_link("/h5"), "https://pay.example.edu.cn/campus/h5");
@@ -603,6 +610,9 @@ mod tests {
             ("CAMPUSPAY_CLEANUP_SCHEDULE", "every night"),
             ("CAMPUSPAY_CLEANUP_GRACE_DAYS", "-1"),
             ("CAMPUSPAY_CLEANUP_ACTION", "delete"),
+            ("CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS", "0"),
+            ("CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS", "121"),
+            ("CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS", "1.5"),
         ];
         for (name, value) in cases {
             let line = error_line(&[(name, value)]);
