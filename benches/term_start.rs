@@ -1935,9 +1935,9 @@ async fn check_books(
              (SELECT count(*) FROM {s}.orders WHERE status = 'paid'), \
              (SELECT count(*) FROM {s}.upstream_paid u LEFT JOIN {s}.orders o \
                 ON o.out_trade_no = u.out_trade_no AND o.status = 'paid' WHERE o.id IS NULL), \
-             (SELECT count(*) FROM {s}.orders o WHERE o.status = 'paid' AND (SELECT count(*) \
-                FROM {s}.payment_notifications n WHERE n.order_id = o.id \
-                AND n.verdict = 'accepted') <> 1), \
+             (SELECT count(*) FROM {s}.orders o LEFT JOIN (SELECT order_id, count(*) AS c \
+                FROM {s}.payment_notifications WHERE verdict = 'accepted' GROUP BY order_id) n \
+                ON n.order_id = o.id WHERE o.status = 'paid' AND coalesce(n.c, 0) <> 1), \
              (SELECT count(*) FROM (SELECT oi.fee_item_id FROM {s}.order_items oi \
                 JOIN {s}.orders o ON o.id = oi.order_id WHERE o.status = 'paid' \
                 GROUP BY oi.fee_item_id HAVING count(*) > 1) twice), \
