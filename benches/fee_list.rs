@@ -40,7 +40,10 @@
 //! - `RUST_LOG`: overrides the log filter, as for `serve` (`RUST_LOG=off` measures the
 //!   app without its request spans).
 
-use std::collections::HashSet;
+#[path = "common/procfs.rs"]
+mod procfs;
+
+use procfs::{local_ports_to, parse_stat};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -366,7 +369,7 @@ impl Backend {
         let Home::PostgresSchema { admin, port, .. } = &self.home else {
             return Ok(Vec::new());
         };
-        let ports = local_ports_to(*port);
+        let ports = local_ports_to("self", *port);
         if ports.is_empty() {
             return Ok(Vec::new());
         }
@@ -457,51 +460,6 @@ impl Backend {
         }
         Ok(())
     }
-}
-
-/// The local ports of this process's TCP connections to `remote_port`.
-fn local_ports_to(remote_port: u16) -> Vec<u16> {
-    let inodes: HashSet<u64> = std::fs::read_dir("/proc/self/fd")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .filter_map(|target| {
-            target
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
-    let port_of = |address: &str| {
-        address
-            .rsplit(':')
-            .next()
-            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
-    };
-    let mut ports = Vec::new();
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(inode)) =
-                (fields.get(1), fields.get(2), fields.get(9))
-            else {
-                continue;
-            };
-            let ours = inode
-                .parse::<u64>()
-                .is_ok_and(|inode| inodes.contains(&inode));
-            if ours && port_of(remote) == Some(remote_port) {
-                ports.extend(port_of(local));
-            }
-        }
-    }
-    ports
 }
 
 // ---------------------------------------------------------------------------------
@@ -640,19 +598,6 @@ fn name_marker(name: &str) -> String {
 
 // ---------------------------------------------------------------------------------
 // CPU accounting.
-
-/// The command name and utime + stime (in clock ticks) of a `/proc/…/stat` line.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?;
-    // The fields after the command name start at field 3 (state), so utime (14) and
-    // stime (15) are the 12th and 13th of them.
-    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Ticks {

@@ -80,6 +80,10 @@
 //! Interrupting the run (Ctrl-C) kills the instances; the schema and the Redis
 //! database are then left as they are (their names are printed at the start).
 
+#[path = "common/procfs.rs"]
+mod procfs;
+
+use procfs::{local_ports_to, parse_stat};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -348,7 +352,7 @@ impl Backend {
     async fn postgres_pids_of(&self, pids: &[u32], postgres_port: u16) -> Vec<u32> {
         let ports: Vec<String> = pids
             .iter()
-            .flat_map(|pid| local_ports_to(*pid, postgres_port))
+            .flat_map(|pid| local_ports_to(&pid.to_string(), postgres_port))
             .map(|port| port.to_string())
             .collect();
         if ports.is_empty() {
@@ -382,51 +386,6 @@ impl Backend {
             .with_context(|| format!("cannot drop the schema {}", self.schema))?;
         Ok(())
     }
-}
-
-/// The local ports of process `pid`'s TCP connections to `remote_port`.
-fn local_ports_to(pid: u32, remote_port: u16) -> Vec<u16> {
-    let inodes: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .filter_map(|target| {
-            target
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
-    let port_of = |address: &str| {
-        address
-            .rsplit(':')
-            .next()
-            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
-    };
-    let mut ports = Vec::new();
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(inode)) =
-                (fields.get(1), fields.get(2), fields.get(9))
-            else {
-                continue;
-            };
-            let ours = inode
-                .parse::<u64>()
-                .is_ok_and(|inode| inodes.contains(&inode));
-            if ours && port_of(remote) == Some(remote_port) {
-                ports.extend(port_of(local));
-            }
-        }
-    }
-    ports
 }
 
 // ---------------------------------------------------------------------------------
@@ -1279,17 +1238,6 @@ async fn pay_and_watch(
 
 // ---------------------------------------------------------------------------------
 // CPU.
-
-/// utime + stime of a `/proc/…/stat` line, with the command name.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?;
-    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
 
 fn process_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -28,16 +28,14 @@ pub async fn observe(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
+    // A clone of the matched path is a reference count, not a copy of the string.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    metrics.http_request(&route, method, status, started.elapsed());
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    metrics.http_request(route, method, status, started.elapsed());
     response
 }
 

@@ -17,6 +17,7 @@ use crate::domain::money::Fen;
 use crate::jobs::reconcile::{
     BillChannel, ReconcileError, Reconciler, beijing_yesterday, kind_label, parse_day,
 };
+use crate::store::{ReconciliationLine, ReconciliationRunRecord};
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::views::admin::Section;
@@ -125,11 +126,11 @@ async fn run(
     }
 }
 
-async fn show(
-    State(state): State<AppState>,
-    console: Console,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
+/// A stored run and its lines, or 404.
+async fn run_and_lines(
+    state: &AppState,
+    id: i64,
+) -> Result<(ReconciliationRunRecord, Vec<ReconciliationLine>), AppError> {
     let run = state
         .store
         .reconciliation_run(id)
@@ -141,6 +142,15 @@ async fn show(
         .reconciliation_lines(id)
         .await
         .map_err(anyhow::Error::from)?;
+    Ok((run, lines))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    console: Console,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let (run, lines) = run_and_lines(&state, id).await?;
     let title = format!("对账 #{id}");
     let content = views::run(&run, &lines);
     Ok(console.page(&state, Section::Reconciliation, &title, content))
@@ -162,17 +172,7 @@ async fn export(
     console: Console,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let run = state
-        .store
-        .reconciliation_run(id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or(AppError::NotFound)?;
-    let lines = state
-        .store
-        .reconciliation_lines(id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let (run, lines) = run_and_lines(&state, id).await?;
     let amount = |fen: Option<i64>| fen.map(|fen| Fen(fen).to_yuan()).unwrap_or_default();
     let mut writer = csv_writer();
     write_csv(&mut writer, EXPORT_HEADER)?;
