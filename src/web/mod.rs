@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod headers;
 pub mod login_guard;
 pub mod notify;
 pub mod observe;
@@ -199,6 +200,7 @@ pub fn router(state: AppState) -> Router {
             observe::observe,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(headers::secure_headers))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -190,9 +190,87 @@ pub fn csv_writer() -> csv::Writer<Vec<u8>> {
         .from_writer(Vec::new())
 }
 
+/// A CSV cell that a spreadsheet will not run: text starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return (a student's name `=HYPERLINK(…)`, a note) gets a leading
+/// `'`, which Excel and WPS show as text. Numbers stay numbers (`-12.50`), and so does
+/// a long number kept as text by its leading tab (`payments::excel_text`).
+pub fn formula_safe(cell: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let starts_dangerously = matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    if !starts_dangerously || is_plain_number(cell) || is_tab_kept_number(cell) {
+        return std::borrow::Cow::Borrowed(cell);
+    }
+    let mut safe = Vec::with_capacity(cell.len() + 1);
+    safe.push(b'\'');
+    safe.extend_from_slice(cell);
+    std::borrow::Cow::Owned(safe)
+}
+
+/// `-12`, `-12.50`, `+3`: a number Excel reads as a number and nothing else.
+fn is_plain_number(cell: &[u8]) -> bool {
+    let digits = cell
+        .strip_prefix(b"-")
+        .or_else(|| cell.strip_prefix(b"+"))
+        .unwrap_or(cell);
+    let (whole, fraction) = match digits.iter().position(|byte| *byte == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &b""[..]),
+    };
+    !whole.is_empty()
+        && whole.iter().all(u8::is_ascii_digit)
+        && fraction.iter().all(u8::is_ascii_digit)
+}
+
+fn is_tab_kept_number(cell: &[u8]) -> bool {
+    cell.strip_prefix(b"\t")
+        .is_some_and(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+}
+
 /// The bytes a `csv_writer` wrote.
 pub fn csv_bytes(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, AppError> {
     writer
         .into_inner()
         .map_err(|error| AppError::Internal(anyhow::anyhow!("cannot finish the CSV: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safe(cell: &str) -> String {
+        String::from_utf8(formula_safe(cell.as_bytes()).into_owned()).expect("UTF-8")
+    }
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_is_kept_as_text() {
+        for formula in [
+            "=HYPERLINK(\"http://evil.example\",\"点我\")",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1:A9)",
+            "\t=1+1",
+            "\r=1+1",
+            "-",
+        ] {
+            assert_eq!(safe(formula), format!("'{formula}"), "{formula:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_names_and_tab_kept_numbers_pass_unchanged() {
+        for kept in [
+            "张三",
+            "汽修1班",
+            "5000.00",
+            "-12.50",
+            "+3",
+            "\t4200000000202612010000000001",
+            "",
+            "a=b",
+        ] {
+            assert_eq!(safe(kept), kept, "{kept:?}");
+        }
+    }
 }

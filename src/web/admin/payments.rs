@@ -647,13 +647,18 @@ pub fn excel_text(value: &str) -> String {
     }
 }
 
+/// Writes one row, every text cell neutralised against formulas (`super::formula_safe`).
 pub fn write_csv<I, T>(writer: &mut csv::Writer<Vec<u8>>, record: I) -> Result<(), AppError>
 where
     I: IntoIterator<Item = T>,
     T: AsRef<[u8]>,
 {
     writer
-        .write_record(record)
+        .write_record(
+            record
+                .into_iter()
+                .map(|cell| super::formula_safe(cell.as_ref()).into_owned()),
+        )
         .map_err(|error| AppError::Internal(anyhow::anyhow!("cannot write the CSV: {error}")))
 }
 

@@ -32,6 +32,7 @@ const HISTORY_ROWS: u64 = 20;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/students", get(list))
+        .route("/admin/students/search", post(search))
         .route("/admin/students/{id}", get(show))
         .route("/admin/students/{id}/correct", post(correct))
         .route("/admin/students/{id}/reset-password", post(reset_password))
@@ -61,20 +62,80 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, AppError> {
     let page = query.page.unwrap_or(1).max(1);
-    let search = StudentSearch::from_input(&query.q);
+    if looks_like_whole_id_number(&query.q) {
+        // It is in the address already (and in nginx's log): do not reward that with
+        // an answer; the box posts it instead.
+        let content = views::list(
+            &views::Searched::NotInAddress,
+            &[],
+            console.csrf(),
+            1,
+            PER_PAGE,
+            0,
+        );
+        return Ok(console.page(&state, Section::Students, "学生", content));
+    }
+    results_page(&state, &console, &StudentSearch::from_input(&query.q), page).await
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    q: String,
+}
+
+/// The search box posts, so that a whole ID number never travels in a URL (proxies and
+/// browsers keep URLs). Anything else goes back to the list's address, where the pager
+/// works.
+async fn search(
+    State(state): State<AppState>,
+    console: Console,
+    Form(form): Form<SearchForm>,
+) -> Result<Response, AppError> {
+    if !console.session.csrf_matches(&form.csrf) {
+        tracing::warn!(admin = %console.admin.username, "student search refused: CSRF token missing or wrong");
+        return Err(AppError::Forbidden);
+    }
+    if !looks_like_whole_id_number(&form.q) {
+        return Ok(redirect(&views::list_path(form.q.trim(), 1)));
+    }
+    results_page(&state, &console, &StudentSearch::from_input(&form.q), 1).await
+}
+
+async fn results_page(
+    state: &AppState,
+    console: &Console,
+    search: &StudentSearch,
+    page: u64,
+) -> Result<Response, AppError> {
     let (rows, total) = state
         .store
-        .search_students(&search, PER_PAGE, (page - 1) * PER_PAGE, state.clock.now())
+        .search_students(search, PER_PAGE, (page - 1) * PER_PAGE, state.clock.now())
         .await
         .map_err(anyhow::Error::from)?;
     // A whole ID number is not echoed into the list page (box or links): only masked.
-    let shown = match &search {
+    let shown = match search {
         StudentSearch::IdCard(number) => views::Searched::IdCard(number.masked()),
         StudentSearch::Everyone => views::Searched::Nothing,
         StudentSearch::Text { text, .. } => views::Searched::Text(text),
     };
-    let content = views::list(&shown, &rows, page, PER_PAGE, total);
-    Ok(console.page(&state, Section::Students, "学生", content))
+    let content = views::list(&shown, &rows, console.csrf(), page, PER_PAGE, total);
+    Ok(console.page(state, Section::Students, "学生", content))
+}
+
+/// A whole resident ID number, valid or not (15 or 18 characters: digits, the last may
+/// be `X`): what must not be put in an address. Endings (4–6 characters), names and
+/// student numbers of other lengths may.
+fn looks_like_whole_id_number(text: &str) -> bool {
+    let text = text.trim();
+    let Some((last, body)) = text.as_bytes().split_last() else {
+        return false;
+    };
+    matches!(text.len(), 15 | 18)
+        && body.iter().all(u8::is_ascii_digit)
+        && (last.is_ascii_digit() || matches!(last, b'x' | b'X'))
 }
 
 /// What a change came to, carried back to the student's page in `?done=`.
@@ -364,6 +425,28 @@ mod tests {
             grade: grade.into(),
             class_name: "汽修1班".into(),
             ..CorrectForm::default()
+        }
+    }
+
+    #[test]
+    fn whole_id_numbers_are_told_from_what_may_go_in_an_address() {
+        for whole in [
+            "11010519491231002X",
+            "11010519491231002x",
+            "110105194912310021",
+            "110105491231002",
+        ] {
+            assert!(looks_like_whole_id_number(whole), "{whole}");
+        }
+        for other in [
+            "002X",
+            "31002x",
+            "2026010101",
+            "张三",
+            "",
+            "11010519491231002Y",
+        ] {
+            assert!(!looks_like_whole_id_number(other), "{other}");
         }
     }
 

@@ -70,6 +70,25 @@ fn search_path(q: &str) -> String {
     format!("/admin/students?{query}")
 }
 
+/// Types `q` in the search box and submits it: the box posts; anything but a whole ID
+/// number comes back as the list's address, which is followed.
+async fn search(console: &mut Browser<'_>, q: &str) -> Page {
+    let csrf = console.console_csrf().await;
+    let answer = console
+        .post("/admin/students/search", &[("csrf", &csrf), ("q", q)])
+        .await;
+    match answer.location.clone() {
+        Some(to) if answer.status == StatusCode::SEE_OTHER => {
+            assert!(
+                !to.contains(&ZHANG_SAN[..15]) && !to.contains(&LI_SI[..15]),
+                "no ID number in an address: {to}"
+            );
+            console.get(&to).await
+        }
+        _ => answer,
+    }
+}
+
 #[tokio::test]
 async fn the_list_finds_students_by_each_key_and_masks_every_id_number() {
     let app = seeded_app().await;
@@ -112,23 +131,58 @@ async fn the_list_finds_students_by_each_key_and_masks_every_id_number() {
         ("202601010", &[]),
     ];
     for (q, expected) in cases {
-        let page = console.get(&search_path(q)).await;
+        let page = search(&mut console, q).await;
         assert_masked_only(&page);
         assert_eq!(listed(&page), expected, "search {q:?}");
     }
-    let by_wrong_check_digit = console.get(&search_path("110105194912310021")).await;
+    let by_wrong_check_digit = search(&mut console, "110105194912310021").await;
     assert_eq!(listed(&by_wrong_check_digit), Vec::<&str>::new());
     // Wildcards are taken literally.
     for q in ["%", "_"] {
-        assert_eq!(
-            listed(&console.get(&search_path(q)).await),
-            Vec::<&str>::new()
-        );
+        assert_eq!(listed(&search(&mut console, q).await), Vec::<&str>::new());
     }
     assert!(
         app.audit_rows("student.").await.is_empty(),
         "a search is not a viewing"
     );
+}
+
+#[tokio::test]
+async fn a_whole_id_number_is_searched_by_post_and_never_travels_in_an_address() {
+    let app = seeded_app().await;
+    let mut console = app.console_as(VIEWER, AdminRole::Viewer).await;
+    // Typed in the box: found, shown masked, nothing to put in an address.
+    let found = search(&mut console, ZHANG_SAN).await;
+    assert_eq!(
+        found.status,
+        StatusCode::OK,
+        "answered in place, not redirected"
+    );
+    assert_eq!(listed(&found), ["张三"]);
+    assert_masked_only(&found);
+    assert!(found.body.contains("action=\"/admin/students/search\""));
+    assert!(found.body.contains("method=\"post\""));
+    // In the address (a bookmark, a link pasted from elsewhere): not searched.
+    for number in [ZHANG_SAN, "11010519491231002x", "110105194912310021"] {
+        let page = console.get(&search_path(number)).await;
+        assert_masked_only(&page);
+        assert_eq!(listed(&page), Vec::<&str>::new(), "{number}");
+        assert!(
+            page.body.contains("完整身份证号不在网址中查询"),
+            "{}",
+            page.body
+        );
+    }
+    // Endings, names and student numbers still work from an address (the pager).
+    assert_eq!(listed(&console.get(&search_path("002X")).await), ["张三"]);
+    // The search posts a CSRF token like every console form.
+    let forged = console
+        .post(
+            "/admin/students/search",
+            &[("csrf", "forged"), ("q", ZHANG_SAN)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -143,7 +197,7 @@ async fn the_list_is_paged_fifty_at_a_time() {
     import(&app, &csv).await;
     let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
     let rows = |page: &Page| page.body.matches("<a href=\"/admin/students/").count() / 2;
-    let first = console.get(&search_path("测试")).await;
+    let first = search(&mut console, "测试").await;
     assert_eq!(rows(&first), 50);
     assert!(first.body.contains("共 55 条"));
     let second = console
@@ -240,7 +294,7 @@ async fn a_students_page_shows_the_full_id_number_and_logs_the_viewing() {
     assert_eq!(viewed[0].entry.target, format!("student:{}", zhang.id));
 
     // The list still owes the items in the open order.
-    let list = console.get(&search_path("张三")).await;
+    let list = search(&mut console, "张三").await;
     assert!(list.body.contains("6,050.50"));
 
     let unknown = console.get("/admin/students/999999").await;

@@ -21,6 +21,8 @@ pub enum Searched<'a> {
     /// A whole ID number: shown masked, never put back in the box.
     IdCard(String),
     Text(&'a str),
+    /// A whole ID number came in the address: not searched, the box must post it.
+    NotInAddress,
 }
 
 impl Searched<'_> {
@@ -28,14 +30,32 @@ impl Searched<'_> {
     fn echo(&self) -> &str {
         match self {
             Searched::Text(text) => text,
-            Searched::Nothing | Searched::IdCard(_) => "",
+            Searched::Nothing | Searched::IdCard(_) | Searched::NotInAddress => "",
         }
+    }
+}
+
+/// The list's address for a text search (never a whole ID number: the box posts those).
+pub fn list_path(text: &str, page: u64) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if !text.is_empty() {
+        query.append_pair("q", text);
+    }
+    if page > 1 {
+        query.append_pair("page", &page.to_string());
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        "/admin/students".to_owned()
+    } else {
+        format!("/admin/students?{query}")
     }
 }
 
 pub fn list(
     searched: &Searched<'_>,
     rows: &[StudentListRow],
+    csrf: &str,
     page: u64,
     per_page: u64,
     total: u64,
@@ -49,7 +69,9 @@ pub fn list(
         format!("/admin/students?{query}")
     };
     html! {
-        form method="get" action="/admin/students" class="filters" {
+        // Posted, so that a whole ID number stays out of addresses and logs.
+        form method="post" action="/admin/students/search" class="filters" {
+            (csrf_field(csrf))
             label {
                 "身份证号、姓名、班级或学号"
                 input type="text" name="q" value=(echo) class="search"
@@ -59,6 +81,9 @@ pub fn list(
             @if !matches!(searched, Searched::Nothing) {
                 a href="/admin/students" class="btn small secondary" { "全部学生" }
             }
+        }
+        @if matches!(searched, Searched::NotInAddress) {
+            p class="searched" { "为保护个人信息，完整身份证号不在网址中查询，请在上面的搜索框中输入后点“查询”" }
         }
         @if let Searched::IdCard(masked) = searched {
             p class="searched" { "按身份证号 " (masked) " 查询" }
