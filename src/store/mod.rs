@@ -73,7 +73,9 @@ pub use self::reconciliation::{
     NewReconciliationRun, RUN_DONE, RUN_FAILED, RUN_RUNNING, ReconciliationCounts,
     ReconciliationLine, ReconciliationRunRecord,
 };
-pub use self::refunds::{CreateRefund, NewRefund, RefundNews, RefundRecord, Refundable};
+pub use self::refunds::{
+    CreateRefund, NewRefund, RefundNews, RefundPlan, RefundRecord, RefundScope, Refundable,
+};
 
 /// What went wrong talking to the database. Messages name the operation, never the
 /// rows involved (ID numbers, openids, amounts stay out of logs); the driver's own
