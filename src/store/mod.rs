@@ -68,7 +68,7 @@ pub use self::orders::{
     ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
     TakeOutcome,
 };
-pub use self::receipts::{EbillOutcome, ReceiptRecord};
+pub use self::receipts::{EbillOutcome, ReceiptRecord, ReceiptRefund};
 pub use self::reconciliation::{
     NewReconciliationRun, RUN_DONE, RUN_FAILED, RUN_RUNNING, ReconciliationCounts,
     ReconciliationLine, ReconciliationRunRecord,

@@ -182,7 +182,12 @@ pub fn list(view: &ListPage<'_>) -> Markup {
         p class="totals" id="payment-totals" {
             "符合条件的订单 " strong { (view.totals.orders) } " 笔，其中已支付 "
             strong { (view.totals.paid_orders) } " 笔，合计 "
-            strong id="paid-sum" { (yuan(view.totals.paid_fen)) } " 元。"
+            strong id="paid-sum" { (yuan(view.totals.paid_fen)) } " 元"
+            @if view.totals.refunded_fen != 0 {
+                "，其中已退或在退 " strong id="refunded-sum" { (yuan(view.totals.refunded_fen)) } " 元，实收 "
+                strong id="kept-sum" { (yuan(view.totals.kept_fen())) } " 元"
+            }
+            "。"
             span class="hint" { "日期按下单时间（北京时间）筛选。" }
         }
         table class="grid payments" {
