@@ -430,6 +430,19 @@ impl Store {
         Ok(row.map(OrderRecord::from))
     }
 
+    /// The fee items booked as paid by an order (a duplicate's items move to the
+    /// order that covers them).
+    pub async fn items_paid_by_order(&self, order_id: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = fee_items::Entity::find()
+            .filter(fee_items::Column::PaidOrderId.eq(order_id))
+            .filter(fee_items::Column::Status.eq(FeeItemStatus::Paid))
+            .order_by_asc(fee_items::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list the items an order paid"))?;
+        Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
     /// What is left to refund of an order and its items (refunds that have not failed
     /// count as given back).
     pub async fn refundable(&self, order_id: i64) -> Result<Option<Refundable>, StoreError> {
