@@ -15,7 +15,7 @@ pub mod money;
 pub mod order;
 pub mod password;
 pub mod receipt;
-pub mod refund;
 pub mod reconcile;
+pub mod refund;
 pub mod remark;
 pub mod student;

@@ -101,7 +101,9 @@ pub struct PlannedItem {
 pub enum PlanError {
     #[error("项目未由其他已支付订单缴清，不是重复缴费，不能保持已缴")]
     NotADuplicate,
-    #[error("只有退还该项目的全部已缴金额（且没有其他退款在办理）时，才能改为未缴；部分退款请选择调减应缴金额")]
+    #[error(
+        "只有退还该项目的全部已缴金额（且没有其他退款在办理）时，才能改为未缴；部分退款请选择调减应缴金额"
+    )]
     PartOwedAgain,
     #[error("调减后应缴金额将为 0，等同免缴；免缴请在费用管理中单独办理，退款请选择改为未缴")]
     LowersToNothing,
@@ -260,8 +262,11 @@ mod tests {
             paid_by_this_order: false,
             ..paid_here(500, 500)
         };
-        let plan = plan_refund(ItemEffect::OweAgain, &[paid_here(0, 300), elsewhere.clone()])
-            .expect("plan");
+        let plan = plan_refund(
+            ItemEffect::OweAgain,
+            &[paid_here(0, 300), elsewhere.clone()],
+        )
+        .expect("plan");
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].after, ItemAfter::AsItIs);
         assert_eq!(

@@ -103,7 +103,7 @@ impl Refunds {
             now: self.clock.now(),
         };
         let refund = match self.store.create_refund(&new, &audit).await? {
-            CreateRefund::Created(refund) => refund,
+            CreateRefund::Created(refund) => *refund,
             CreateRefund::UnknownOrder => return Err(RefundError::UnknownOrder),
             CreateRefund::NotPaid => return Err(RefundError::NotPaid),
             CreateRefund::NotAnItemOfTheOrder => return Err(RefundError::NotAnItemOfTheOrder),

@@ -14,9 +14,7 @@ use serde_json::json;
 
 use super::audit::write_audit;
 use super::entities::{orders, refunds, students};
-use super::{
-    AuditEntry, OrderLine, OrderStatus, PaymentChannel, RefundStatus, Store, StoreError,
-};
+use super::{AuditEntry, OrderLine, OrderStatus, PaymentChannel, RefundStatus, Store, StoreError};
 use crate::domain::receipt::{EbillStatus, RECEIPT_CODE_LEN, ReceiptCode};
 
 /// A paid order as its receipt shows it.

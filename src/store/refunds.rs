@@ -23,9 +23,7 @@ use sea_orm::{
 
 use super::audit::{AuditEntry, write_audit};
 use super::entities::{fee_items, order_items, orders, refunds};
-use super::{
-    FeeItemStatus, OrderRecord, OrderStatus, RefundKind, RefundStatus, Store, StoreError,
-};
+use super::{FeeItemStatus, OrderRecord, OrderStatus, RefundKind, RefundStatus, Store, StoreError};
 use crate::domain::refund::{
     ItemAfter, ItemEffect, ItemStanding, PlanError, PlannedItem, plan_refund,
 };
@@ -131,7 +129,7 @@ pub struct RefundPlan {
 /// What recording a refund came to. Nothing is written unless `Created`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateRefund {
-    Created(RefundRecord),
+    Created(Box<RefundRecord>),
     UnknownOrder,
     /// The order has no money to give back (never paid).
     NotPaid,
@@ -273,7 +271,7 @@ impl Store {
         txn.commit()
             .await
             .map_err(StoreError::query("commit a refund"))?;
-        Ok(CreateRefund::Created(record))
+        Ok(CreateRefund::Created(Box::new(record)))
     }
 
     /// Applies a channel's news. Returns the refund as it now stands and whether this

@@ -58,7 +58,7 @@ async fn only_refund(app: &TestApp, number: &str) -> RefundRecord {
     refunds[0].clone()
 }
 
-/// The order's first item (its id) and what the order charged for it.
+/// The order's 学费 line: the item's id and what the order charged for it.
 async fn first_line(app: &TestApp, number: &str) -> (i64, i64) {
     let order = app
         .state
@@ -68,7 +68,11 @@ async fn first_line(app: &TestApp, number: &str) -> (i64, i64) {
         .expect("reads")
         .expect("order");
     let lines = app.state.store.order_lines(order.id).await.expect("lines");
-    (lines[0].fee_item_id, lines[0].amount_fen)
+    let tuition = lines
+        .iter()
+        .find(|line| line.item == "学费")
+        .expect("a 学费 line");
+    (tuition.fee_item_id, tuition.amount_fen)
 }
 
 /// One POST of the refund form (the first step unless `confirmed=1` is among the
@@ -92,13 +96,12 @@ async fn confirmed_refund(
     fields: &[(&str, &str)],
 ) -> (Page, Page) {
     let confirmation = refund_form(console, number, fields).await;
-    assert_eq!(
-        confirmation.status,
-        StatusCode::OK,
+    assert_eq!(confirmation.status, StatusCode::OK, "{}", confirmation.body);
+    assert!(
+        confirmation.body.contains("请确认退款"),
         "{}",
         confirmation.body
     );
-    assert!(confirmation.body.contains("请确认退款"), "{}", confirmation.body);
     let fields = confirmation_fields(&confirmation);
     let fields: Vec<(&str, &str)> = fields
         .iter()
@@ -112,7 +115,10 @@ async fn confirmed_refund(
 
 /// The hidden fields of a confirmation page's form, as a browser would send them.
 fn confirmation_fields(page: &Page) -> Vec<(&'static str, String)> {
-    let form = &page.body[page.body.find("class=\"refund confirm\"").expect("the confirm form")..];
+    let form = &page.body[page
+        .body
+        .find("class=\"refund confirm\"")
+        .expect("the confirm form")..];
     [
         "csrf",
         "confirmed",
@@ -178,7 +184,11 @@ async fn duplicate_payment(app: &TestApp) -> (String, String) {
     let first = order(&mut browser).await;
     app.pay.pay_silently(&first).expect("paid at WeChat");
     let store = &app.state.store;
-    let record = store.find_order(&first).await.expect("reads").expect("order");
+    let record = store
+        .find_order(&first)
+        .await
+        .expect("reads")
+        .expect("order");
     assert!(
         store
             .release_order(record.id, app.clock.now())
@@ -200,8 +210,15 @@ async fn duplicate_payment(app: &TestApp) -> (String, String) {
         request = request.header(name, value);
     }
     assert!(request.send().await.expect("sent").status().is_success());
-    let record = store.find_order(&first).await.expect("reads").expect("order");
-    assert!(record.paid_at.is_some() && record.exception.is_some(), "{record:?}");
+    let record = store
+        .find_order(&first)
+        .await
+        .expect("reads")
+        .expect("order");
+    assert!(
+        record.paid_at.is_some() && record.exception.is_some(),
+        "{record:?}"
+    );
     (first, second)
 }
 
@@ -214,7 +231,10 @@ async fn items_of_zhang_san(app: &TestApp) -> Vec<(i64, FeeItemStatus)> {
         .expect("query")
         .expect("exists");
     let items = store.fee_items_of(student.id).await.expect("items");
-    items.iter().map(|item| (item.amount_fen, item.status)).collect()
+    items
+        .iter()
+        .map(|item| (item.amount_fen, item.status))
+        .collect()
 }
 
 /// 张三 signing in again on PC, with the password he chose when he paid.
@@ -249,8 +269,14 @@ async fn a_lone_payment_cannot_be_refunded_as_a_duplicate_and_nothing_is_prefill
     let page = console.get(&format!("/admin/payments/{number}")).await;
     assert!(page.body.contains("全额退款"));
     assert!(page.body.contains("不是重复缴费"), "{}", page.body);
-    assert!(!page.body.contains("value=\"keep_paid\""), "no keep-paid choice");
-    assert!(!page.body.contains("value=\"重复缴费退款\""), "no pre-filled reason");
+    assert!(
+        !page.body.contains("value=\"keep_paid\""),
+        "no keep-paid choice"
+    );
+    assert!(
+        !page.body.contains("value=\"重复缴费退款\""),
+        "no pre-filled reason"
+    );
     assert!(!page.body.contains("checked"), "no default choice");
 
     // Today's one-click form, and a forged keep-paid choice even when confirmed.
@@ -357,7 +383,11 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
         Some("6,050.50")
     );
     assert!(body.contains("张三") && body.contains("110105********002X"));
-    assert_eq!(body.matches("改为未缴：学生须重新缴纳").count(), 3, "{body}");
+    assert_eq!(
+        body.matches("改为未缴：学生须重新缴纳").count(),
+        3,
+        "{body}"
+    );
     assert!(body.contains("4500.00") && body.contains("1200.00") && body.contains("350.50"));
     assert!(done.redirects_to(&refunded(&number)), "{}", done.body);
 
@@ -371,7 +401,10 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
         element_text(&list.body, "refunded-sum").as_deref(),
         Some("6,050.50")
     );
-    assert_eq!(element_text(&list.body, "kept-sum").as_deref(), Some("0.00"));
+    assert_eq!(
+        element_text(&list.body, "kept-sum").as_deref(),
+        Some("0.00")
+    );
 
     app.pay
         .complete_refund(&refund.out_refund_no)
@@ -389,7 +422,11 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
             (120_000, FeeItemStatus::Unpaid)
         ]
     );
-    assert_eq!(zhang_san_owes(&app).await, 605_050, "owed again, in the arrears");
+    assert_eq!(
+        zhang_san_owes(&app).await,
+        605_050,
+        "owed again, in the arrears"
+    );
     let order = app
         .state
         .store
@@ -402,7 +439,10 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
     // Every list and export says 已退款; the paid total no longer counts it.
     let list = console.get("/admin/payments").await;
     assert!(list.body.contains("已退款"), "{}", list.body);
-    assert_eq!(element_text(&list.body, "paid-sum").as_deref(), Some("0.00"));
+    assert_eq!(
+        element_text(&list.body, "paid-sum").as_deref(),
+        Some("0.00")
+    );
     let (status, _, export) = console.download("/admin/payments/export.csv").await;
     assert_eq!(status, StatusCode::OK);
     let export = String::from_utf8_lossy(&export);
@@ -462,7 +502,9 @@ async fn a_withdrawal_lowers_the_item_by_the_refund_once_the_money_is_back() {
     )
     .await;
     assert!(
-        confirmation.body.contains("应缴金额由 4500.00 元调减为 3500.00 元"),
+        confirmation
+            .body
+            .contains("应缴金额由 4500.00 元调减为 3500.00 元"),
         "{}",
         confirmation.body
     );
@@ -470,8 +512,11 @@ async fn a_withdrawal_lowers_the_item_by_the_refund_once_the_money_is_back() {
     let refund = only_refund(&app, &number).await;
     assert_eq!(refund.amount_fen, 100_000);
     assert_eq!(refund.fee_item_id, Some(item));
-    assert_eq!(charged, 450_000, "the first line is 学费");
-    assert_eq!(items_of_zhang_san(&app).await[1], (charged, FeeItemStatus::Paid));
+    assert_eq!(charged, 450_000);
+    assert_eq!(
+        items_of_zhang_san(&app).await[1],
+        (charged, FeeItemStatus::Paid)
+    );
 
     app.pay
         .complete_refund(&refund.out_refund_no)
@@ -507,7 +552,11 @@ async fn a_withdrawal_lowers_the_item_by_the_refund_once_the_money_is_back() {
     assert!(!receipt.body.contains("作废"));
     let code = element_text(&receipt.body, "receipt-code").expect("a code");
     let check = console.get(&format!("/admin/receipts?code={code}")).await;
-    assert!(check.body.contains("凭证有效（部分退款）"), "{}", check.body);
+    assert!(
+        check.body.contains("凭证有效（部分退款）"),
+        "{}",
+        check.body
+    );
 }
 
 #[tokio::test]
@@ -560,7 +609,7 @@ async fn a_whole_item_refund_makes_that_item_owed_again_only_when_the_money_is_b
         .complete_refund(&refund.out_refund_no)
         .await
         .expect("completed");
-    assert_eq!(charged, 450_000, "the first line is 学费");
+    assert_eq!(charged, 450_000);
     assert_eq!(
         items_of_zhang_san(&app).await,
         [
@@ -585,7 +634,8 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     let named = element_text(&page.body, "refund-duplicate-of");
     assert!(page.body.contains("value=\"keep_paid\""), "{}", page.body);
     assert!(
-        page.body.contains(&format!("href=\"/admin/payments/{kept}\"")),
+        page.body
+            .contains(&format!("href=\"/admin/payments/{kept}\"")),
         "{named:?}"
     );
     let other = console.get(&format!("/admin/payments/{kept}")).await;
@@ -622,7 +672,10 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
         .await
         .expect("completed");
     assert_eq!(answers.len(), 2);
-    assert!(answers.iter().all(|(status, _)| *status == 204), "{answers:?}");
+    assert!(
+        answers.iter().all(|(status, _)| *status == 204),
+        "{answers:?}"
+    );
     assert_eq!(
         only_refund(&app, &duplicate).await.status,
         RefundStatus::Succeeded
@@ -638,13 +691,21 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
     assert_eq!(zhang_san_owes(&app).await, 0);
     let store = &app.state.store;
-    let kept_order = store.find_order(&kept).await.expect("reads").expect("order");
+    let kept_order = store
+        .find_order(&kept)
+        .await
+        .expect("reads")
+        .expect("order");
     let booked = store
         .items_paid_by_order(kept_order.id)
         .await
         .expect("items");
     assert_eq!(booked.len(), 3, "booked to the order that covers them");
-    let refunded_order = store.find_order(&duplicate).await.expect("reads").expect("order");
+    let refunded_order = store
+        .find_order(&duplicate)
+        .await
+        .expect("reads")
+        .expect("order");
     assert_eq!(refunded_order.status, OrderStatus::Refunded);
 
     let audit = app.audit_rows("refund.").await;
@@ -675,9 +736,8 @@ async fn two_clerks_confirming_at_once_refund_once() {
     let one = refund_form(&mut first, &number, &WHOLE_OWED_AGAIN).await;
     let two = refund_form(&mut second, &number, &WHOLE_OWED_AGAIN).await;
     let (one, two) = (confirmation_fields(&one), confirmation_fields(&two));
-    let as_refs = |fields: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
-        fields.to_vec()
-    };
+    let as_refs =
+        |fields: &[(&'static str, String)]| -> Vec<(&'static str, String)> { fields.to_vec() };
     let (one, two) = (as_refs(&one), as_refs(&two));
     let one: Vec<(&str, &str)> = one.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let two: Vec<(&str, &str)> = two.iter().map(|(n, v)| (*n, v.as_str())).collect();

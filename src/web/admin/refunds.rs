@@ -9,10 +9,10 @@
 //! again by the store under locks); otherwise the refunded amount is owed again or the
 //! item's amount is lowered by it. The reason is typed every time.
 
+use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use maud::Markup;
 use serde::Deserialize;
 use serde_json::json;
@@ -263,7 +263,9 @@ pub(super) async fn refund(
     match refunds.request(&out_trade_no, &ask, entry).await {
         Ok(refund) => {
             tracing::info!(admin = %console.admin.username, out_refund_no = %refund.out_refund_no, "refund requested");
-            Ok(redirect(&format!("/admin/payments/{out_trade_no}?refund=1")))
+            Ok(redirect(&format!(
+                "/admin/payments/{out_trade_no}?refund=1"
+            )))
         }
         Err(RefundError::UnknownOrder) => Err(AppError::NotFound),
         Err(RefundError::Store(error)) => Err(anyhow::Error::from(error).into()),
@@ -298,7 +300,10 @@ mod tests {
             Some("请填写退款原因")
         );
         let no_choice = refund_ask(&form("order", "", "退学")).expect_err("no default");
-        assert!(no_choice.contains("请选择退款后项目如何处理"), "{no_choice}");
+        assert!(
+            no_choice.contains("请选择退款后项目如何处理"),
+            "{no_choice}"
+        );
         assert!(refund_ask(&form("", "owe_again", "退学")).is_err());
         let ask = refund_ask(&form("item", "lower_amount", " 退学 ")).expect("valid");
         assert_eq!(
