@@ -111,6 +111,8 @@ pub enum PlanError {
     NotPaidHere,
     #[error("没有可退的项目")]
     NothingToRefund,
+    #[error("项目另由订单 {0} 缴清：这是重复缴费，请选择保持已缴（或先退那一笔）")]
+    CoveredElsewhere(String),
 }
 
 /// What each item will show after a refund with `effect` succeeds, or why it may not.
@@ -142,6 +144,11 @@ fn item_after(effect: ItemEffect, item: &ItemStanding) -> Result<ItemAfter, Plan
             .map(|covered_by| ItemAfter::StaysPaid { covered_by })
             .ok_or(PlanError::NotADuplicate),
         ItemEffect::OweAgain if !item.paid_by_this_order => Ok(ItemAfter::AsItIs),
+        // Another payment holds money for it: making it owed, or cheaper, would show a
+        // fee as owed (or lowered) that was paid.
+        ItemEffect::OweAgain | ItemEffect::LowerAmount if item.covered_by.is_some() => Err(
+            PlanError::CoveredElsewhere(item.covered_by.clone().unwrap_or_default()),
+        ),
         ItemEffect::OweAgain => {
             let whole = item.refund_fen == item.item_amount_fen && item.pending_fen == 0;
             if whole {
@@ -201,13 +208,21 @@ mod tests {
             plan_refund(ItemEffect::KeepPaid, &[covered.clone(), lone]),
             Err(PlanError::NotADuplicate)
         );
-        let plan = plan_refund(ItemEffect::KeepPaid, &[covered]).expect("a duplicate");
+        let plan =
+            plan_refund(ItemEffect::KeepPaid, std::slice::from_ref(&covered)).expect("a duplicate");
         assert_eq!(
             plan[0].after,
             ItemAfter::StaysPaid {
                 covered_by: "CP2".into()
             }
         );
+        // Paid twice: it may not be made owed, nor lowered, by refunding one of them.
+        for effect in [ItemEffect::OweAgain, ItemEffect::LowerAmount] {
+            assert_eq!(
+                plan_refund(effect, std::slice::from_ref(&covered)),
+                Err(PlanError::CoveredElsewhere("CP2".into()))
+            );
+        }
     }
 
     #[test]

@@ -624,8 +624,8 @@ async fn item_standings(
         .collect())
 }
 
-/// For each of `item_ids`, the paid orders other than `order_id` that carry it and
-/// have given none of it back (no refund of it, nor of their whole, that has not
+/// For each of `item_ids`, the orders other than `order_id` that carry it, took money
+/// for it (paid, or paid after close) and have given none of it back (no refund of it, nor of their whole, that has not
 /// failed): `(item id, order)`, oldest order first.
 async fn covering_orders(
     db: &impl ConnectionTrait,
@@ -643,7 +643,12 @@ async fn covering_orders(
     let paid: Vec<(i64, orders::Model)> = lines
         .into_iter()
         .filter_map(|(line, other)| Some((line.fee_item_id, other?)))
-        .filter(|(_, other)| other.status == OrderStatus::Paid && other.paid_at.is_some())
+        // Paid, or paid after we had closed it: money we hold either way.
+        .filter(|(_, other)| {
+            matches!(other.status, OrderStatus::Paid | OrderStatus::Closed)
+                && other.paid_at.is_some()
+                && other.channel_trade_no.is_some()
+        })
         .collect();
     if paid.is_empty() {
         return Ok(paid);

@@ -638,9 +638,30 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
             .contains(&format!("href=\"/admin/payments/{kept}\"")),
         "{named:?}"
     );
+    // Either payment may be the one given back: the other names the first.
     let other = console.get(&format!("/admin/payments/{kept}")).await;
-    assert!(other.body.contains("不是重复缴费"), "{}", other.body);
-    assert!(!other.body.contains("value=\"keep_paid\""));
+    assert!(
+        other
+            .body
+            .contains(&format!("href=\"/admin/payments/{duplicate}\"")),
+        "{}",
+        other.body
+    );
+    // Making the items owed, or cheaper, while another payment holds their money is
+    // refused: they were paid.
+    let owed = refund_form(
+        &mut console,
+        &kept,
+        &[
+            ("scope", "order"),
+            ("effect", "owe_again"),
+            ("reason", "退款"),
+            ("confirmed", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(owed.status, StatusCode::BAD_REQUEST);
+    assert!(owed.body.contains("重复缴费"), "{}", owed.body);
 
     let (confirmation, done) = confirmed_refund(
         &mut console,
@@ -722,6 +743,7 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     assert!(!page.body.contains("全额退款…"), "nothing left to refund");
     // The order that kept the money is now the one alone: no duplicate any more.
     let other = console.get(&format!("/admin/payments/{kept}")).await;
+    assert!(other.body.contains("不是重复缴费"), "{}", other.body);
     assert!(!other.body.contains("value=\"keep_paid\""));
     assert_eq!(refund_posts(&app), 1);
 }
