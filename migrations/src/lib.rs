@@ -12,6 +12,7 @@ mod m20261130_000001_order_payment_details;
 mod m20261201_000001_console;
 mod m20261201_000002_refunds_reconciliation_receipts;
 mod m20261201_000003_order_request_id;
+mod m20261207_000001_refund_item_effect;
 
 /// The ordered list of every migration campus-pay has ever had.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_console::Migration),
             Box::new(m20261201_000002_refunds_reconciliation_receipts::Migration),
             Box::new(m20261201_000003_order_request_id::Migration),
+            Box::new(m20261207_000001_refund_item_effect::Migration),
         ]
     }
 }

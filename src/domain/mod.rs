@@ -16,5 +16,6 @@ pub mod order;
 pub mod password;
 pub mod receipt;
 pub mod reconcile;
+pub mod refund;
 pub mod remark;
 pub mod student;

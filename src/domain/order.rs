@@ -121,7 +121,10 @@ pub fn judge_payment(
     }
     match state {
         OrderState::Open => PaymentVerdict::Apply,
-        OrderState::Paid if same_transaction => PaymentVerdict::AlreadyApplied,
+        // A late copy of the payment a refund has since given back: still that payment.
+        OrderState::Paid | OrderState::Refunded if same_transaction => {
+            PaymentVerdict::AlreadyApplied
+        }
         OrderState::Paid | OrderState::Refunded => PaymentVerdict::Conflicting,
         OrderState::Closed => PaymentVerdict::PaidAfterClose,
     }
@@ -138,6 +141,19 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_late_copy_of_a_refunded_payment_is_that_payment_not_a_new_one() {
+        let fen = Fen(100);
+        assert_eq!(
+            judge_payment(OrderState::Refunded, fen, fen, true),
+            PaymentVerdict::AlreadyApplied
+        );
+        assert_eq!(
+            judge_payment(OrderState::Refunded, fen, fen, false),
+            PaymentVerdict::Conflicting
+        );
+    }
 
     #[test]
     fn numbers_carry_beijing_time_and_fit_the_channels_rules() {

@@ -10,24 +10,25 @@ use std::time::Duration;
 use super::checkout::{Channels, Checkout};
 use super::{Channel, ChannelError, RefundRequest, RefundState};
 use crate::clock::Clock;
+use crate::domain::refund::{ItemEffect, PlanError};
 use crate::store::{
-    AuditEntry, CreateRefund, NewRefund, OrderRecord, PaymentChannel, RefundKind, RefundNews,
-    RefundRecord, Store, StoreError,
+    AuditEntry, CreateRefund, NewRefund, OrderRecord, PaymentChannel, RefundNews, RefundRecord,
+    RefundScope, Store, StoreError,
 };
 
 /// A refund not final and without news for this long is queried by the sweep.
 pub const QUIET_FOR: Duration = Duration::from_secs(120);
 
-/// What the office asks for.
+/// What the office asks for, confirmed.
 #[derive(Debug, Clone)]
 pub struct RefundAsk {
-    pub kind: RefundKind,
-    /// The item of a withdrawal refund; none for a whole duplicate payment.
-    pub fee_item_id: Option<i64>,
-    pub amount_fen: i64,
+    /// The whole order's remainder, or part of one item.
+    pub scope: RefundScope,
+    /// What the items show once the money is back (the office's choice, no default).
+    pub effect: ItemEffect,
     pub reason: String,
-    /// A withdrawal only: the item is unpaid again once the money is back.
-    pub unpay_item: bool,
+    /// What the order had left when the office confirmed.
+    pub expected_left_fen: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,10 @@ pub enum RefundError {
     NotAnItemOfTheOrder,
     #[error("at most {left_fen} fen is left to refund")]
     TooMuch { left_fen: i64 },
+    #[error("the items cannot end up as asked: {0}")]
+    Refused(PlanError),
+    #[error("the order changed since the refund was confirmed ({left_fen} fen left)")]
+    Changed { left_fen: i64 },
     #[error("the channel {0:?} is not configured")]
     ChannelNotConfigured(PaymentChannel),
     #[error(transparent)]
@@ -90,20 +95,21 @@ impl Refunds {
         let channel = self.channel_of(&order)?;
         let new = NewRefund {
             out_trade_no,
-            kind: ask.kind,
-            fee_item_id: ask.fee_item_id,
-            amount_fen: ask.amount_fen,
+            scope: ask.scope,
+            effect: ask.effect,
             reason: &ask.reason,
-            unpay_item: ask.unpay_item,
+            expected_left_fen: ask.expected_left_fen,
             requested_by: &audit.actor,
             now: self.clock.now(),
         };
         let refund = match self.store.create_refund(&new, &audit).await? {
-            CreateRefund::Created(refund) => refund,
+            CreateRefund::Created(refund) => *refund,
             CreateRefund::UnknownOrder => return Err(RefundError::UnknownOrder),
             CreateRefund::NotPaid => return Err(RefundError::NotPaid),
             CreateRefund::NotAnItemOfTheOrder => return Err(RefundError::NotAnItemOfTheOrder),
             CreateRefund::TooMuch { left_fen } => return Err(RefundError::TooMuch { left_fen }),
+            CreateRefund::Refused(why) => return Err(RefundError::Refused(why)),
+            CreateRefund::Changed { left_fen } => return Err(RefundError::Changed { left_fen }),
         };
         tracing::info!(out_refund_no = %refund.out_refund_no, out_trade_no, "refund requested");
         self.send(channel.as_ref(), &order, &refund).await

@@ -11,15 +11,15 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Condition, Expr, Func};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    QuerySelect, QueryTrait, Select,
 };
 use serde_json::json;
 
 use super::audit::write_audit;
-use super::entities::{orders, payment_notifications, students};
+use super::entities::{orders, payment_notifications, refunds, students};
 use super::{
     AuditEntry, NotificationChannel, NotificationVerdict, OrderLine, OrderStatus, PaymentChannel,
-    Store, StoreError,
+    RefundStatus, Store, StoreError,
 };
 
 /// Which orders to list. Every part is optional; they combine with AND.
@@ -72,6 +72,16 @@ pub struct PaymentTotals {
     pub orders: u64,
     pub paid_orders: u64,
     pub paid_fen: i64,
+    /// Given back (or on its way back: every refund that has not failed) from the paid
+    /// orders counted in `paid_fen`; what was kept is the difference.
+    pub refunded_fen: i64,
+}
+
+impl PaymentTotals {
+    /// What the paid orders brought in and the school still holds.
+    pub fn kept_fen(&self) -> i64 {
+        self.paid_fen - self.refunded_fen
+    }
 }
 
 /// One order in full, for its page.
@@ -286,10 +296,30 @@ impl Store {
             .await
             .map_err(StoreError::query("total payments"))?;
         let (orders, paid_orders, paid_fen) = totals.unwrap_or_default();
+        // Refunds count as given back from the moment they are recorded (issue 13), so
+        // the total never says more was kept than was.
+        let paid_ids = filtered(orders::Entity::find(), filter)
+            .filter(paid())
+            .select_only()
+            .column(orders::Column::Id)
+            .into_query();
+        let refunded_fen: Option<i64> = refunds::Entity::find()
+            .filter(refunds::Column::OrderId.in_subquery(paid_ids))
+            .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+            .select_only()
+            .expr_as(
+                bigint_sum(Expr::col((refunds::Entity, refunds::Column::AmountFen))),
+                "refunded_fen",
+            )
+            .into_tuple()
+            .one(&self.reads)
+            .await
+            .map_err(StoreError::query("total refunds of payments"))?;
         Ok(PaymentTotals {
             orders: u64::try_from(orders).unwrap_or_default(),
             paid_orders: u64::try_from(paid_orders).unwrap_or_default(),
             paid_fen,
+            refunded_fen: refunded_fen.unwrap_or_default(),
         })
     }
 

@@ -68,12 +68,14 @@ pub use self::orders::{
     ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
     TakeOutcome,
 };
-pub use self::receipts::{EbillOutcome, ReceiptRecord};
+pub use self::receipts::{EbillOutcome, ReceiptRecord, ReceiptRefund};
 pub use self::reconciliation::{
     NewReconciliationRun, RUN_DONE, RUN_FAILED, RUN_RUNNING, ReconciliationCounts,
     ReconciliationLine, ReconciliationRunRecord,
 };
-pub use self::refunds::{CreateRefund, NewRefund, RefundNews, RefundRecord, Refundable};
+pub use self::refunds::{
+    CreateRefund, NewRefund, RefundNews, RefundPlan, RefundRecord, RefundScope, Refundable,
+};
 
 /// What went wrong talking to the database. Messages name the operation, never the
 /// rows involved (ID numbers, openids, amounts stay out of logs); the driver's own

@@ -9,12 +9,12 @@
 use chrono::{DateTime, Utc};
 use rand::RngExt as _;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
 use super::audit::write_audit;
-use super::entities::{orders, students};
-use super::{AuditEntry, OrderLine, OrderStatus, PaymentChannel, Store, StoreError};
+use super::entities::{orders, refunds, students};
+use super::{AuditEntry, OrderLine, OrderStatus, PaymentChannel, RefundStatus, Store, StoreError};
 use crate::domain::receipt::{EbillStatus, RECEIPT_CODE_LEN, ReceiptCode};
 
 /// A paid order as its receipt shows it.
@@ -37,6 +37,27 @@ pub struct ReceiptRecord {
     pub ebill_status: Option<EbillStatus>,
     pub ebill_number: Option<String>,
     pub lines: Vec<OrderLine>,
+    /// Every refund of the order that has not failed, oldest first.
+    pub refunds: Vec<ReceiptRefund>,
+    /// Refunded in full: the receipt is void (作废).
+    pub void: bool,
+}
+
+/// A refund as a receipt shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRefund {
+    pub amount_fen: i64,
+    /// Back with the payer; otherwise still on its way.
+    pub succeeded: bool,
+    /// When it succeeded, or when it was asked for.
+    pub at: DateTime<Utc>,
+}
+
+impl ReceiptRecord {
+    /// What has been given back (or is on its way back).
+    pub fn refunded_fen(&self) -> i64 {
+        self.refunds.iter().map(|refund| refund.amount_fen).sum()
+    }
 }
 
 /// What recording an e-bill did.
@@ -58,14 +79,15 @@ pub(super) fn new_receipt_code() -> String {
 }
 
 impl Store {
-    /// The receipt of a paid order, by our order number; `None` unless it is paid.
+    /// The receipt of a paid order (or one refunded since: its receipt shows the
+    /// refunds and that it is void), by our order number; `None` for anything else.
     pub async fn receipt_of(
         &self,
         out_trade_no: &str,
     ) -> Result<Option<ReceiptRecord>, StoreError> {
         let found = orders::Entity::find()
             .filter(orders::Column::OutTradeNo.eq(out_trade_no))
-            .filter(orders::Column::Status.eq(OrderStatus::Paid))
+            .filter(orders::Column::Status.is_in([OrderStatus::Paid, OrderStatus::Refunded]))
             .find_also_related(students::Entity)
             .one(&self.db)
             .await
@@ -80,7 +102,7 @@ impl Store {
     ) -> Result<Option<ReceiptRecord>, StoreError> {
         let found = orders::Entity::find()
             .filter(orders::Column::ReceiptCode.eq(code.as_str()))
-            .filter(orders::Column::Status.eq(OrderStatus::Paid))
+            .filter(orders::Column::Status.is_in([OrderStatus::Paid, OrderStatus::Refunded]))
             .find_also_related(students::Entity)
             .one(&self.db)
             .await
@@ -102,6 +124,21 @@ impl Store {
             order.receipt_code = Some(self.fill_receipt_code(order.id).await?);
         }
         let lines = self.order_lines(order.id).await?;
+        let refunds = refunds::Entity::find()
+            .filter(refunds::Column::OrderId.eq(order.id))
+            .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+            .order_by_asc(refunds::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("read a receipt's refunds"))?
+            .into_iter()
+            .map(|refund| ReceiptRefund {
+                amount_fen: refund.amount_fen,
+                succeeded: refund.status == RefundStatus::Succeeded,
+                at: refund.finished_at.unwrap_or(refund.requested_at),
+            })
+            .collect();
+        let void = order.status == OrderStatus::Refunded;
         Ok(Some(ReceiptRecord {
             order_id: order.id,
             out_trade_no: order.out_trade_no,
@@ -118,6 +155,8 @@ impl Store {
             ebill_status: order.ebill_status.as_deref().and_then(EbillStatus::parse),
             ebill_number: order.ebill_number,
             lines,
+            refunds,
+            void,
         }))
     }
 

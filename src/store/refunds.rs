@@ -6,9 +6,12 @@
 //! channel's answers then move it on by conditional updates: a final state
 //! (`succeeded`, `failed`) never goes back, and the same news twice changes nothing.
 //!
-//! "The item becomes unpaid when the refund succeeds" (`unpay_item`) is fixed when the
-//! refund is recorded and never changes, so the promise made to the office at the
-//! console is kept exactly when the money is back, in the success's own transaction.
+//! What the refund does to its items (`domain::refund`: keep paid for a true
+//! duplicate, owed again, or amount lowered) is planned and fixed when the refund is
+//! recorded, under locks on the order and its items, and carried out exactly when the
+//! money is back, in the success's own transaction. Until then every total counts the
+//! refund as given back; a failure changes no item. A duplicate's items are pointed at
+//! the order that covers them when the refund is recorded (true whatever the outcome).
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use rand::RngExt as _;
@@ -20,7 +23,10 @@ use sea_orm::{
 
 use super::audit::{AuditEntry, write_audit};
 use super::entities::{fee_items, order_items, orders, refunds};
-use super::{FeeItemStatus, OrderRecord, RefundKind, RefundStatus, Store, StoreError};
+use super::{FeeItemStatus, OrderRecord, OrderStatus, RefundKind, RefundStatus, Store, StoreError};
+use crate::domain::refund::{
+    ItemAfter, ItemEffect, ItemStanding, PlanError, PlannedItem, plan_refund,
+};
 
 /// Our refund numbers start with this.
 const REFUND_PREFIX: &str = "RF";
@@ -44,14 +50,27 @@ pub struct RefundRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub last_queried_at: Option<DateTime<Utc>>,
     pub failure: Option<String>,
-    /// On success the item goes back to unpaid.
+    /// On success the item goes back to unpaid (refunds before issue 13).
     pub unpays_item: bool,
+    pub effect: ItemEffect,
+    /// What each item shows once the money is back; empty for refunds before it.
+    pub plan: Vec<PlannedItem>,
 }
 
 impl From<refunds::Model> for RefundRecord {
     fn from(row: refunds::Model) -> RefundRecord {
+        let plan = if row.item_plan.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&row.item_plan).unwrap_or_else(|error| {
+                tracing::error!(out_refund_no = %row.out_refund_no, %error, "a refund's plan cannot be read");
+                Vec::new()
+            })
+        };
         RefundRecord {
             unpays_item: row.unpay_item,
+            effect: ItemEffect::from_code(&row.item_effect),
+            plan,
             id: row.id,
             out_refund_no: row.out_refund_no,
             order_id: row.order_id,
@@ -76,25 +95,41 @@ impl RefundRecord {
     }
 }
 
+/// What part of an order a refund gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundScope {
+    /// Everything the order has left.
+    WholeOrder,
+    /// Part (or all) of what the order paid for one item.
+    Item { fee_item_id: i64, amount_fen: i64 },
+}
+
 /// A refund to record.
 #[derive(Debug, Clone)]
 pub struct NewRefund<'a> {
     pub out_trade_no: &'a str,
-    pub kind: RefundKind,
-    /// The item a withdrawal refund is for.
-    pub fee_item_id: Option<i64>,
-    pub amount_fen: i64,
+    pub scope: RefundScope,
+    pub effect: ItemEffect,
     pub reason: &'a str,
-    /// A withdrawal only: the item is unpaid again once the refund succeeds.
-    pub unpay_item: bool,
+    /// What the order had left when the office confirmed: a different figure now means
+    /// someone else refunded meanwhile, and nothing is recorded.
+    pub expected_left_fen: Option<i64>,
     pub requested_by: &'a str,
     pub now: DateTime<Utc>,
+}
+
+/// What a refund would give back and do to the items, as the confirmation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundPlan {
+    pub amount_fen: i64,
+    pub order_left_fen: i64,
+    pub items: Vec<PlannedItem>,
 }
 
 /// What recording a refund came to. Nothing is written unless `Created`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateRefund {
-    Created(RefundRecord),
+    Created(Box<RefundRecord>),
     UnknownOrder,
     /// The order has no money to give back (never paid).
     NotPaid,
@@ -102,6 +137,12 @@ pub enum CreateRefund {
     NotAnItemOfTheOrder,
     /// More than what is left: `left_fen` may still be refunded.
     TooMuch {
+        left_fen: i64,
+    },
+    /// The items cannot end up as the office chose.
+    Refused(PlanError),
+    /// The order's refundable amount changed since the office confirmed.
+    Changed {
         left_fen: i64,
     },
 }
@@ -139,9 +180,29 @@ impl Refundable {
 }
 
 impl Store {
+    /// What a refund would do, read without locks: for the office's confirmation step.
+    /// The same checks run again, under locks, when the confirmed refund is recorded.
+    pub async fn preview_refund(
+        &self,
+        out_trade_no: &str,
+        scope: RefundScope,
+        effect: ItemEffect,
+    ) -> Result<Result<RefundPlan, CreateRefund>, StoreError> {
+        let Some(order) = orders::Entity::find()
+            .filter(orders::Column::OutTradeNo.eq(out_trade_no))
+            .one(&self.db)
+            .await
+            .map_err(StoreError::query("read an order to refund"))?
+        else {
+            return Ok(Err(CreateRefund::UnknownOrder));
+        };
+        plan_in(&self.db, &order, scope, effect).await
+    }
+
     /// Records a refund (`requested`) with its audit row, after checking in the same
-    /// transaction that it does not exceed what the order (and the item) paid, counting
-    /// every refund that has not failed.
+    /// transaction, with the order and its items locked, that it does not exceed what
+    /// the order (and the item) paid, counting every refund that has not failed, and
+    /// that its items can end up as the office chose.
     pub async fn create_refund(
         &self,
         new: &NewRefund<'_>,
@@ -151,30 +212,42 @@ impl Store {
         let Some(order) = order_for_update(&txn, new.out_trade_no).await? else {
             return Ok(CreateRefund::UnknownOrder);
         };
-        if order.paid_at.is_none() || order.channel_trade_no.is_none() {
-            return Ok(CreateRefund::NotPaid);
-        }
-        let refundable = refundable_in(&txn, &order).await?;
-        let left = match new.fee_item_id {
-            None => Some(refundable.order_left_fen),
-            Some(item) => refundable.item_left(item),
+        lock_items_of(&txn, order.id).await?;
+        let plan = match plan_in(&txn, &order, new.scope, new.effect).await? {
+            Ok(plan) => plan,
+            Err(refused) => return Ok(refused),
         };
-        let Some(left_fen) = left else {
-            return Ok(CreateRefund::NotAnItemOfTheOrder);
-        };
-        if new.amount_fen <= 0 || new.amount_fen > left_fen {
-            return Ok(CreateRefund::TooMuch { left_fen });
+        if let Some(expected) = new.expected_left_fen
+            && expected != plan.order_left_fen
+        {
+            return Ok(CreateRefund::Changed {
+                left_fen: plan.order_left_fen,
+            });
         }
-        let unpays =
-            new.unpay_item && new.kind == RefundKind::Withdrawal && new.fee_item_id.is_some();
+        if new.effect == ItemEffect::KeepPaid {
+            point_items_at_their_cover(&txn, &order, &plan.items, new.now).await?;
+        }
+        let fee_item_id = match new.scope {
+            RefundScope::WholeOrder => None,
+            RefundScope::Item { fee_item_id, .. } => Some(fee_item_id),
+        };
+        let kind = if new.effect == ItemEffect::KeepPaid {
+            RefundKind::Duplicate
+        } else {
+            RefundKind::Withdrawal
+        };
+        let item_plan = serde_json::to_string(&plan.items)
+            .map_err(|_| StoreError::Inconsistent("a refund plan that cannot be written"))?;
         let row = refunds::ActiveModel {
             out_refund_no: Set(new_out_refund_no(new.out_trade_no)),
-            unpay_item: Set(unpays),
+            unpay_item: Set(new.effect == ItemEffect::OweAgain),
+            item_effect: Set(new.effect.code().to_owned()),
+            item_plan: Set(item_plan),
             order_id: Set(order.id),
-            fee_item_id: Set(new.fee_item_id),
-            amount_fen: Set(new.amount_fen),
+            fee_item_id: Set(fee_item_id),
+            amount_fen: Set(plan.amount_fen),
             reason: Set(new.reason.to_owned()),
-            kind: Set(new.kind),
+            kind: Set(kind),
             status: Set(RefundStatus::Requested),
             requested_by: Set(new.requested_by.to_owned()),
             requested_at: Set(new.now),
@@ -186,11 +259,19 @@ impl Store {
         let record = RefundRecord::from(row);
         let mut audit = audit.clone();
         audit.target = format!("refund:{}", record.out_refund_no);
+        // The amount and what each item will show, as decided under the locks.
+        if let Some(serde_json::Value::Object(after)) = audit.after.as_mut() {
+            after.insert("amount_fen".into(), plan.amount_fen.into());
+            after.insert(
+                "items".into(),
+                serde_json::to_value(&plan.items).unwrap_or_default(),
+            );
+        }
         write_audit(&txn, &audit, new.now).await?;
         txn.commit()
             .await
             .map_err(StoreError::query("commit a refund"))?;
-        Ok(CreateRefund::Created(record))
+        Ok(CreateRefund::Created(Box::new(record)))
     }
 
     /// Applies a channel's news. Returns the refund as it now stands and whether this
@@ -242,8 +323,9 @@ impl Store {
                     *at,
                 )
                 .await?;
-                if won && current.unpay_item {
-                    unpay_item(&txn, &current, now).await?;
+                if won {
+                    carry_out_plan(&txn, &current, now).await?;
+                    mark_order_refunded_when_whole(&txn, current.order_id, now).await?;
                 }
                 won
             }
@@ -346,6 +428,19 @@ impl Store {
         Ok(row.map(OrderRecord::from))
     }
 
+    /// The fee items booked as paid by an order (a duplicate's items move to the
+    /// order that covers them).
+    pub async fn items_paid_by_order(&self, order_id: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = fee_items::Entity::find()
+            .filter(fee_items::Column::PaidOrderId.eq(order_id))
+            .filter(fee_items::Column::Status.eq(FeeItemStatus::Paid))
+            .order_by_asc(fee_items::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list the items an order paid"))?;
+        Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
     /// What is left to refund of an order and its items (refunds that have not failed
     /// count as given back).
     pub async fn refundable(&self, order_id: i64) -> Result<Option<Refundable>, StoreError> {
@@ -429,6 +524,309 @@ async fn refundable_in(
     })
 }
 
+/// What a refund of `scope` would give back and do to the items with `effect`; or
+/// why it may not be recorded.
+async fn plan_in(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    scope: RefundScope,
+    effect: ItemEffect,
+) -> Result<Result<RefundPlan, CreateRefund>, StoreError> {
+    if order.paid_at.is_none() || order.channel_trade_no.is_none() {
+        return Ok(Err(CreateRefund::NotPaid));
+    }
+    let refundable = refundable_in(db, order).await?;
+    let order_left_fen = refundable.order_left_fen;
+    let (amount_fen, per_item) = match scope {
+        RefundScope::WholeOrder => {
+            if order_left_fen <= 0 {
+                return Ok(Err(CreateRefund::TooMuch { left_fen: 0 }));
+            }
+            // Each item gets back what is left of it, never more than the order has.
+            let mut remaining = order_left_fen;
+            let per_item: Vec<(i64, i64)> = refundable
+                .items
+                .iter()
+                .map(|(id, _, item_left)| {
+                    let back = (*item_left).min(remaining);
+                    remaining -= back;
+                    (*id, back)
+                })
+                .collect();
+            (order_left_fen, per_item)
+        }
+        RefundScope::Item {
+            fee_item_id,
+            amount_fen,
+        } => {
+            let Some(left_fen) = refundable.item_left(fee_item_id) else {
+                return Ok(Err(CreateRefund::NotAnItemOfTheOrder));
+            };
+            if amount_fen <= 0 || amount_fen > left_fen {
+                return Ok(Err(CreateRefund::TooMuch { left_fen }));
+            }
+            (amount_fen, vec![(fee_item_id, amount_fen)])
+        }
+    };
+    let standings = item_standings(db, order, &per_item).await?;
+    Ok(match plan_refund(effect, &standings) {
+        Ok(items) => Ok(RefundPlan {
+            amount_fen,
+            order_left_fen,
+            items,
+        }),
+        Err(why) => Err(CreateRefund::Refused(why)),
+    })
+}
+
+/// Where each item of `per_item` (`(fee_item_id, what this refund gives back)`)
+/// stands: its amount, whether this order paid it, which other paid order covers it,
+/// what other refunds of it are still on their way.
+async fn item_standings(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    per_item: &[(i64, i64)],
+) -> Result<Vec<ItemStanding>, StoreError> {
+    let ids: Vec<i64> = per_item.iter().map(|(id, _)| *id).collect();
+    let items = fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(ids.clone()))
+        .all(db)
+        .await
+        .map_err(StoreError::query("read the items to refund"))?;
+    let pending = refunds::Entity::find()
+        .filter(refunds::Column::OrderId.eq(order.id))
+        .filter(refunds::Column::Status.is_in([RefundStatus::Requested, RefundStatus::Processing]))
+        .all(db)
+        .await
+        .map_err(StoreError::query("read an order's refunds on their way"))?;
+    let covers = covering_orders(db, order.id, &ids).await?;
+    Ok(per_item
+        .iter()
+        .filter_map(|(id, refund_fen)| {
+            let item = items.iter().find(|item| item.id == *id)?;
+            let paid = item.status == FeeItemStatus::Paid;
+            Some(ItemStanding {
+                fee_item_id: *id,
+                refund_fen: *refund_fen,
+                item_amount_fen: item.amount_fen,
+                paid_by_this_order: paid && item.paid_order_id == Some(order.id),
+                covered_by: covers
+                    .iter()
+                    .find(|(item_id, _)| paid && item_id == id)
+                    .map(|(_, cover)| cover.out_trade_no.clone()),
+                pending_fen: pending
+                    .iter()
+                    .filter(|refund| refund.fee_item_id == Some(*id))
+                    .map(|refund| refund.amount_fen)
+                    .sum(),
+            })
+        })
+        .collect())
+}
+
+/// For each of `item_ids`, the orders other than `order_id` that carry it, took money
+/// for it (paid, or paid after close) and have given none of it back (no refund of it, nor of their whole, that has not
+/// failed): `(item id, order)`, oldest order first.
+async fn covering_orders(
+    db: &impl ConnectionTrait,
+    order_id: i64,
+    item_ids: &[i64],
+) -> Result<Vec<(i64, orders::Model)>, StoreError> {
+    let lines = order_items::Entity::find()
+        .filter(order_items::Column::FeeItemId.is_in(item_ids.to_vec()))
+        .filter(order_items::Column::OrderId.ne(order_id))
+        .find_also_related(orders::Entity)
+        .order_by_asc(order_items::Column::OrderId)
+        .all(db)
+        .await
+        .map_err(StoreError::query("find orders covering the same items"))?;
+    let paid: Vec<(i64, orders::Model)> = lines
+        .into_iter()
+        .filter_map(|(line, other)| Some((line.fee_item_id, other?)))
+        // Paid, or paid after we had closed it: money we hold either way.
+        .filter(|(_, other)| {
+            matches!(other.status, OrderStatus::Paid | OrderStatus::Closed)
+                && other.paid_at.is_some()
+                && other.channel_trade_no.is_some()
+        })
+        .collect();
+    if paid.is_empty() {
+        return Ok(paid);
+    }
+    let given = refunds::Entity::find()
+        .filter(refunds::Column::OrderId.is_in(paid.iter().map(|(_, other)| other.id)))
+        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+        .all(db)
+        .await
+        .map_err(StoreError::query("read refunds of covering orders"))?;
+    Ok(paid
+        .into_iter()
+        .filter(|(item_id, other)| {
+            !given.iter().any(|refund| {
+                refund.order_id == other.id
+                    && (refund.fee_item_id.is_none() || refund.fee_item_id == Some(*item_id))
+            })
+        })
+        .collect())
+}
+
+/// Locks the fee items an order carries (PostgreSQL; SQLite has a single writer), in
+/// id order, after the order itself: two clerks refunding two orders that cover each
+/// other wait for one another here, and the second sees the first's refund.
+async fn lock_items_of(txn: &DatabaseTransaction, order_id: i64) -> Result<(), StoreError> {
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let ids: Vec<i64> = order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order_id))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read an order's items to lock"))?
+        .into_iter()
+        .map(|line| line.fee_item_id)
+        .collect();
+    fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(ids))
+        .order_by_asc(fee_items::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await
+        .map_err(StoreError::query("lock an order's items"))?;
+    Ok(())
+}
+
+/// A true duplicate: the items this order paid are booked to the order that covers
+/// them, so that refunding that one later finds them.
+async fn point_items_at_their_cover(
+    txn: &DatabaseTransaction,
+    order: &orders::Model,
+    plan: &[PlannedItem],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for planned in plan {
+        let ItemAfter::StaysPaid { covered_by } = &planned.after else {
+            continue;
+        };
+        let Some(cover) = orders::Entity::find()
+            .filter(orders::Column::OutTradeNo.eq(covered_by.as_str()))
+            .one(txn)
+            .await
+            .map_err(StoreError::query("read a covering order"))?
+        else {
+            return Err(StoreError::Inconsistent("a covering order vanished"));
+        };
+        fee_items::Entity::update_many()
+            .col_expr(fee_items::Column::PaidOrderId, Expr::value(Some(cover.id)))
+            .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
+            .filter(fee_items::Column::Id.eq(planned.fee_item_id))
+            .filter(fee_items::Column::Status.eq(FeeItemStatus::Paid))
+            .filter(fee_items::Column::PaidOrderId.eq(order.id))
+            .exec(txn)
+            .await
+            .map_err(StoreError::query("book a duplicate's item to its cover"))?;
+    }
+    Ok(())
+}
+
+/// The money is back: each item becomes what the plan said. Each update is
+/// conditional on the item still standing as planned (paid by this order, at the
+/// planned amount), so it can never unpay or lower an item someone else settled.
+async fn carry_out_plan(
+    txn: &DatabaseTransaction,
+    refund: &refunds::Model,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let record = RefundRecord::from(refund.clone());
+    if record.plan.is_empty() {
+        // Recorded before plans existed: its promise was `unpay_item`.
+        if refund.unpay_item {
+            unpay_item(txn, refund, now).await?;
+        }
+        return Ok(());
+    }
+    for planned in &record.plan {
+        let paid_here = || {
+            fee_items::Entity::update_many()
+                .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
+                .filter(fee_items::Column::Id.eq(planned.fee_item_id))
+                .filter(fee_items::Column::Status.eq(FeeItemStatus::Paid))
+                .filter(fee_items::Column::PaidOrderId.eq(refund.order_id))
+        };
+        let changed = match &planned.after {
+            ItemAfter::StaysPaid { .. } | ItemAfter::AsItIs => continue,
+            ItemAfter::OwedAgain { amount_fen } => paid_here()
+                .col_expr(
+                    fee_items::Column::Status,
+                    Expr::value(FeeItemStatus::Unpaid),
+                )
+                .col_expr(
+                    fee_items::Column::PaidOrderId,
+                    Expr::value(Option::<i64>::None),
+                )
+                .filter(fee_items::Column::AmountFen.eq(*amount_fen))
+                .exec(txn)
+                .await
+                .map_err(StoreError::query("make a refunded item owed again"))?,
+            ItemAfter::Lowered { .. } => paid_here()
+                .col_expr(
+                    fee_items::Column::AmountFen,
+                    sea_orm::sea_query::ExprTrait::sub(
+                        Expr::col(fee_items::Column::AmountFen),
+                        planned.refund_fen,
+                    ),
+                )
+                .filter(fee_items::Column::AmountFen.gt(planned.refund_fen))
+                .exec(txn)
+                .await
+                .map_err(StoreError::query("lower a refunded item's amount"))?,
+        };
+        if changed.rows_affected != 1 {
+            tracing::error!(
+                out_refund_no = %refund.out_refund_no,
+                fee_item_id = planned.fee_item_id,
+                "a refunded item no longer stands as planned; left for the office"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Once everything the order took has been given back, it is refunded (已退款).
+async fn mark_order_refunded_when_whole(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(order) = orders::Entity::find_by_id(order_id)
+        .one(txn)
+        .await
+        .map_err(StoreError::query("read a refunded order"))?
+    else {
+        return Ok(());
+    };
+    let back: i64 = refunds::Entity::find()
+        .filter(refunds::Column::OrderId.eq(order_id))
+        .filter(refunds::Column::Status.eq(RefundStatus::Succeeded))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("sum an order's refunds"))?
+        .iter()
+        .map(|refund| refund.amount_fen)
+        .sum();
+    if back < order.amount_fen {
+        return Ok(());
+    }
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(OrderStatus::Refunded))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::Status.is_in([OrderStatus::Paid, OrderStatus::Closed]))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("mark an order refunded"))?;
+    Ok(())
+}
+
 async fn refund_row(
     db: &impl ConnectionTrait,
     out_refund_no: &str,
@@ -470,7 +868,8 @@ async fn finish(
     Ok(result.rows_affected == 1)
 }
 
-/// The office ticked "unpaid after success": the item this order paid is owed again.
+/// A refund from before issue 13 with "unpaid after success" ticked: the item this
+/// order paid is owed again.
 /// An item since waived, or paid by another order, is left as it is.
 async fn unpay_item(
     txn: &DatabaseTransaction,

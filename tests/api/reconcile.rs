@@ -13,13 +13,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use campus_pay::domain::order::beijing_offset;
+use campus_pay::domain::refund::ItemEffect;
 use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport};
 use campus_pay::pay::checkout::Started;
 use campus_pay::pay::refunds::{RefundAsk, Refunds};
 use campus_pay::sandbox::alipay::AlipayBillTamper;
 use campus_pay::sandbox::wechat_pay::refund_paths;
 use campus_pay::store::{
-    AdminRole, AuditEntry, FeeItemStatus, OrderStatus, PaymentChannel, RefundKind, RefundRecord,
+    AdminRole, AuditEntry, FeeItemStatus, OrderStatus, PaymentChannel, RefundRecord, RefundScope,
     RefundStatus,
 };
 use chrono::NaiveDate;
@@ -351,14 +352,26 @@ fn refunds(app: &TestApp) -> Refunds {
     Refunds::from_checkout(&app.state.checkout)
 }
 
-/// The office refunds `fen` of `number` as a duplicate, through the refund service.
+/// The office refunds `fen` of `number` through the refund service: the whole order
+/// (its items owed again), or part of its first item (the item's amount lowered).
 async fn refund(app: &TestApp, number: &str, fen: i64) -> RefundRecord {
+    let store = &app.state.store;
+    let order = store.find_order(number).await.unwrap().expect("order");
+    let (scope, effect) = if fen == order.amount_fen {
+        (RefundScope::WholeOrder, ItemEffect::OweAgain)
+    } else {
+        let lines = store.order_lines(order.id).await.unwrap();
+        let scope = RefundScope::Item {
+            fee_item_id: lines[0].fee_item_id,
+            amount_fen: fen,
+        };
+        (scope, ItemEffect::LowerAmount)
+    };
     let ask = RefundAsk {
-        kind: RefundKind::Duplicate,
-        fee_item_id: None,
-        amount_fen: fen,
-        reason: "重复缴费退款".into(),
-        unpay_item: false,
+        scope,
+        effect,
+        reason: "退款".into(),
+        expected_left_fen: None,
     };
     refunds(app)
         .request(number, &ask, AuditEntry::new(FINANCE, "refund.request", ""))

@@ -19,6 +19,12 @@ pub struct Model {
     pub kind: RefundKind,
     /// On success, the item goes back to unpaid.
     pub unpay_item: bool,
+    /// What the items show once the money is back: `domain::refund::ItemEffect`'s code.
+    pub item_effect: String,
+    /// The plan fixed when the refund was recorded: JSON of
+    /// `Vec<domain::refund::PlannedItem>`; empty for refunds recorded before it.
+    #[sea_orm(column_type = "Text")]
+    pub item_plan: String,
     pub status: RefundStatus,
     pub channel_refund_no: Option<String>,
     pub requested_by: String,

@@ -15,6 +15,7 @@ mod home;
 mod payments;
 mod receipts;
 mod reconciliation;
+mod refunds;
 mod signin;
 mod students;
 

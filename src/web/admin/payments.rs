@@ -13,8 +13,7 @@ use serde_json::json;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
-use crate::pay::refunds::{RefundAsk, RefundError, Refunds};
-use crate::store::{PaymentFilter, PaymentRow, RefundKind, RefundRecord, ResolveOutcome};
+use crate::store::{PaymentFilter, PaymentRow, ResolveOutcome};
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::views::admin::payments as views;
@@ -41,7 +40,10 @@ pub fn router() -> Router<AppState> {
             post(resolve_notification),
         )
         .route("/admin/payments/{out_trade_no}", get(detail))
-        .route("/admin/payments/{out_trade_no}/refund", post(refund))
+        .route(
+            "/admin/payments/{out_trade_no}/refund",
+            post(super::refunds::refund),
+        )
 }
 
 /// The filters as the query string carries them.
@@ -210,7 +212,7 @@ struct OrderQuery {
 }
 
 /// The order page, with its 退款 section.
-async fn order_page(
+pub(super) async fn order_page(
     state: &AppState,
     console: &Console,
     out_trade_no: &str,
@@ -224,18 +226,7 @@ async fn order_page(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or(AppError::NotFound)?;
-    let refunds = refunds_section(state, &detail).await?;
-    let section = views::refunds(&views::RefundsSection {
-        out_trade_no,
-        refundable: refunds.0,
-        order_left_fen: refunds.1,
-        items: refunds.2,
-        refunds: &refunds.3,
-        can_change: console.can_change(),
-        csrf: console.csrf(),
-        error,
-        notice,
-    });
+    let section = super::refunds::section(state, console, &detail, error, notice).await?;
     let content = maud::html! {
         (views::detail(&detail, console.can_change(), console.csrf()))
         (section)
@@ -383,165 +374,6 @@ async fn resolve(
         }
         ResolveOutcome::NotFound => Err(AppError::NotFound),
     }
-}
-
-// ---- refunds (issue 7) ----------------------------------------------------------------
-
-type RefundsData = (bool, i64, Vec<(i64, String, i64)>, Vec<RefundRecord>);
-
-/// Whether the order took money, what is left of it and of each item, its refunds.
-async fn refunds_section(
-    state: &AppState,
-    detail: &crate::store::PaymentDetail,
-) -> Result<RefundsData, AppError> {
-    let order = &detail.order;
-    let refunds = state
-        .store
-        .refunds_of_order(order.id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let refundable = state
-        .store
-        .refundable(order.id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let took_money = order.paid_at.is_some() && order.channel_trade_no.is_some();
-    let Some(refundable) = refundable.filter(|_| took_money) else {
-        return Ok((false, 0, Vec::new(), refunds));
-    };
-    let items = detail
-        .lines
-        .iter()
-        .map(|line| {
-            let left = refundable.item_left(line.fee_item_id).unwrap_or(0);
-            let label = format!("{} {}", line.academic_year, line.item);
-            (line.fee_item_id, label, left)
-        })
-        .collect();
-    Ok((true, refundable.order_left_fen, items, refunds))
-}
-
-#[derive(Debug, Deserialize)]
-struct RefundForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    fee_item_id: Option<i64>,
-    #[serde(default)]
-    amount: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    unpay_item: Option<String>,
-}
-
-/// What the form asks for, checked; the whole order's remainder for a duplicate.
-fn refund_ask(form: &RefundForm, order_left_fen: i64) -> Result<RefundAsk, &'static str> {
-    let reason = form.reason.trim();
-    if reason.is_empty() {
-        return Err("请填写退款原因");
-    }
-    if reason.chars().count() > views::MAX_REFUND_REASON_CHARS {
-        return Err("退款原因不能超过80字");
-    }
-    match form.kind.as_str() {
-        "duplicate" => Ok(RefundAsk {
-            kind: RefundKind::Duplicate,
-            fee_item_id: None,
-            amount_fen: order_left_fen,
-            reason: reason.to_owned(),
-            unpay_item: false,
-        }),
-        "withdrawal" => {
-            let item = form.fee_item_id.ok_or("请选择退款项目")?;
-            let amount = Fen::parse_yuan(form.amount.trim()).map_err(|_| "退款金额格式不正确")?;
-            if amount.0 <= 0 {
-                return Err("退款金额必须大于0");
-            }
-            Ok(RefundAsk {
-                kind: RefundKind::Withdrawal,
-                fee_item_id: Some(item),
-                amount_fen: amount.0,
-                reason: reason.to_owned(),
-                unpay_item: form.unpay_item.is_some(),
-            })
-        }
-        _ => Err("退款类型不正确"),
-    }
-}
-
-/// `POST /admin/payments/{out_trade_no}/refund`: finance only, recorded (with its
-/// audit row) before the channel is asked.
-async fn refund(
-    State(state): State<AppState>,
-    console: Console,
-    Path(out_trade_no): Path<String>,
-    Form(form): Form<RefundForm>,
-) -> Result<Response, AppError> {
-    console.authorize_change(&form.csrf)?;
-    let Some(order) = state
-        .store
-        .find_order(&out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
-    else {
-        return Err(AppError::NotFound);
-    };
-    let left = state
-        .store
-        .refundable(order.id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .map_or(0, |refundable| refundable.order_left_fen);
-    let ask = match refund_ask(&form, left) {
-        Ok(ask) => ask,
-        Err(message) => {
-            let status = StatusCode::BAD_REQUEST;
-            return order_page(&state, &console, &out_trade_no, status, Some(message), None).await;
-        }
-    };
-    let entry = console
-        .audit("refund.request", format!("order:{out_trade_no}"))
-        .after(json!({
-            "out_trade_no": out_trade_no,
-            "kind": form.kind,
-            "fee_item_id": ask.fee_item_id,
-            "amount_fen": ask.amount_fen,
-            "reason": ask.reason,
-            "unpay_item": ask.unpay_item,
-        }));
-    let refunds = Refunds::from_checkout(&state.checkout);
-    let message = match refunds.request(&out_trade_no, &ask, entry).await {
-        Ok(refund) => {
-            tracing::info!(admin = %console.admin.username, out_refund_no = %refund.out_refund_no, "refund requested");
-            return Ok(redirect(&format!(
-                "/admin/payments/{out_trade_no}?refund=1"
-            )));
-        }
-        Err(RefundError::TooMuch { left_fen }) => {
-            format!(
-                "退款金额超过可退余额（可退 {} 元），未提交",
-                Fen(left_fen).to_yuan()
-            )
-        }
-        Err(RefundError::NotPaid) => "该订单未收到支付，不能退款".to_owned(),
-        Err(RefundError::NotAnItemOfTheOrder) => "所选项目不属于该订单".to_owned(),
-        Err(RefundError::UnknownOrder) => return Err(AppError::NotFound),
-        Err(RefundError::ChannelNotConfigured(_)) => "该支付渠道未配置，无法退款".to_owned(),
-        Err(RefundError::Store(error)) => return Err(anyhow::Error::from(error).into()),
-    };
-    let status = StatusCode::BAD_REQUEST;
-    order_page(
-        &state,
-        &console,
-        &out_trade_no,
-        status,
-        Some(&message),
-        None,
-    )
-    .await
 }
 
 const EXPORT_HEADER: [&str; 12] = [

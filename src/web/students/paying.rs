@@ -430,6 +430,12 @@ pub async fn result(
         Settled::Closed(order) => (ResultKind::Closed, order),
         Settled::Exception(order) => (ResultKind::UnderReview, order),
     };
+    // Refunded in full: never shown as paid, closed or under review (issue 13).
+    let kind = if order.status == crate::store::OrderStatus::Refunded {
+        ResultKind::Refunded
+    } else {
+        kind
+    };
     let summary = summary_of(&state, &order).await?;
     let self_url = surface.path(&format!("/orders/{number}"));
     let status_url = format!("{self_url}/status");

@@ -150,6 +150,8 @@ pub enum ResultKind {
     Waiting,
     Closed,
     UnderReview,
+    /// Paid, then refunded in full: the receipt is void.
+    Refunded,
 }
 
 pub fn result(
@@ -177,6 +179,11 @@ pub fn result(
             "支付已收到，正在核对",
             "我们已收到该笔支付，计财处正在核对，请勿重复缴费。",
         ),
+        ResultKind::Refunded => (
+            "!",
+            "已退款",
+            "该笔缴费已全额退款，款项原路退回，缴费凭证已作废。退款后的缴费项目请返回查看。",
+        ),
     };
     let waiting = kind == ResultKind::Waiting;
     page(
@@ -197,7 +204,7 @@ pub fn result(
                 @if waiting {
                     div class="btn-area" { a class="btn" href=(self_url) id="check-result" { "重新查询" } }
                 }
-                @if kind == ResultKind::Paid {
+                @if kind == ResultKind::Paid || kind == ResultKind::Refunded {
                     div class="btn-area" { a class="btn" href=(format!("{self_url}/receipt")) id="view-receipt" { "查看缴费凭证" } }
                 }
                 div class="btn-area" { a class="btn secondary" href=(surface.path("/fees")) id="back-to-fees" { "返回缴费项目" } }

@@ -31,6 +31,20 @@ pub struct ReceiptView {
     pub code: String,
     /// `财政电子票据：未开具`, or its status and number.
     pub ebill_line: String,
+    /// The refunds of the payment that have not failed.
+    pub refunds: Vec<RefundLine>,
+    /// Refunded in full: the receipt is void (作废).
+    pub void: bool,
+}
+
+/// A refund as the receipt prints it.
+#[derive(Debug, Clone)]
+pub struct RefundLine {
+    pub amount: Fen,
+    /// Back with the payer; otherwise still on its way.
+    pub succeeded: bool,
+    /// Beijing time: when it succeeded, or when it was asked for.
+    pub at: String,
 }
 
 impl ReceiptView {
@@ -60,6 +74,16 @@ impl ReceiptView {
             paid_at: super::beijing(record.paid_at),
             code: grouped(&record.receipt_code),
             ebill_line: ebill_line(record.ebill_status, record.ebill_number.as_deref()),
+            refunds: record
+                .refunds
+                .iter()
+                .map(|refund| RefundLine {
+                    amount: Fen(refund.amount_fen),
+                    succeeded: refund.succeeded,
+                    at: super::beijing(refund.at),
+                })
+                .collect(),
+            void: record.void,
         })
     }
 }
@@ -98,6 +122,9 @@ pub fn receipt(surface: Surface, school: &str, receipt: &ReceiptView) -> Markup 
             div class=(card_class(surface, false)) {
             article class="receipt" id="receipt" {
                 header class="receipt-head" {
+                    @if receipt.void {
+                        div class="receipt-void" id="receipt-void" role="alert" { "作废：该笔缴费已全额退款，本凭证无效" }
+                    }
                     div class="receipt-school" id="receipt-school" { (school) }
                     h2 { "缴费凭证" }
                     div class="receipt-code" { "验证码 " strong id="receipt-code" { (receipt.code) } }
@@ -142,6 +169,20 @@ pub fn receipt(surface: Surface, school: &str, receipt: &ReceiptView) -> Markup 
                     tr {
                         th { "订单号" } td id="receipt-order" { (receipt.out_trade_no) }
                         th { "支付时间" } td { span id="receipt-paid-at" { (receipt.paid_at) } "（北京时间）" }
+                    }
+                }
+                @if !receipt.refunds.is_empty() {
+                    table class="receipt-grid receipt-refunds" id="receipt-refunds" {
+                        thead { tr { th { "退款" } th class="num" { "金额（元）" } th { "时间（北京时间）" } } }
+                        tbody {
+                            @for refund in &receipt.refunds {
+                                tr {
+                                    td { @if refund.succeeded { "已退款" } @else { "退款处理中" } }
+                                    td class="num" { (refund.amount) }
+                                    td { (refund.at) }
+                                }
+                            }
+                        }
                     }
                 }
                 p class="receipt-ebill" id="receipt-ebill" { (receipt.ebill_line) }

@@ -182,7 +182,12 @@ pub fn list(view: &ListPage<'_>) -> Markup {
         p class="totals" id="payment-totals" {
             "符合条件的订单 " strong { (view.totals.orders) } " 笔，其中已支付 "
             strong { (view.totals.paid_orders) } " 笔，合计 "
-            strong id="paid-sum" { (yuan(view.totals.paid_fen)) } " 元。"
+            strong id="paid-sum" { (yuan(view.totals.paid_fen)) } " 元"
+            @if view.totals.refunded_fen != 0 {
+                "，其中已退或在退 " strong id="refunded-sum" { (yuan(view.totals.refunded_fen)) } " 元，实收 "
+                strong id="kept-sum" { (yuan(view.totals.kept_fen())) } " 元"
+            }
+            "。"
             span class="hint" { "日期按下单时间（北京时间）筛选。" }
         }
         table class="grid payments" {
@@ -417,7 +422,7 @@ fn notification_exceptions(rows: &[NotificationRecord], csrf: Option<&str>, id: 
     }
 }
 
-// ---- refunds (issue 7) ----------------------------------------------------------------
+// ---- refunds (issues 7 and 13) ---------------------------------------------------------
 
 /// The longest refund reason, in characters (WeChat Pay shows at most 80).
 pub const MAX_REFUND_REASON_CHARS: usize = 80;
@@ -430,6 +435,9 @@ pub struct RefundsSection<'a> {
     pub order_left_fen: i64,
     /// `(fee_item_id, label, what is left of it)`.
     pub items: Vec<(i64, String, i64)>,
+    /// The paid orders that cover every item of this one (a true duplicate); empty
+    /// when it is not a duplicate.
+    pub duplicate_of: &'a [String],
     pub refunds: &'a [crate::store::RefundRecord],
     pub can_change: bool,
     pub csrf: &'a str,
@@ -448,40 +456,86 @@ pub fn refund_status_label(status: crate::store::RefundStatus) -> Markup {
 }
 
 fn refund_kind_label(refund: &crate::store::RefundRecord) -> &'static str {
-    match (refund.kind, refund.unpays_item) {
-        (crate::store::RefundKind::Duplicate, _) => "重复缴费退款",
-        (crate::store::RefundKind::Withdrawal, true) => "部分退款（成功后项目改为未缴）",
-        (crate::store::RefundKind::Withdrawal, false) => "部分退款",
+    use crate::domain::refund::ItemEffect;
+    let whole = refund.fee_item_id.is_none();
+    match (refund.effect, whole) {
+        (ItemEffect::KeepPaid, _) => "重复缴费退款（项目保持已缴）",
+        (ItemEffect::OweAgain, true) => "全额退款（项目改为未缴）",
+        (ItemEffect::OweAgain, false) => "按项目退款（项目改为未缴）",
+        (ItemEffect::LowerAmount, _) => "按项目退款（调减应缴金额）",
+        (ItemEffect::Unchanged, _) if refund.unpays_item => "部分退款（成功后项目改为未缴）",
+        (ItemEffect::Unchanged, _) => "部分退款",
+    }
+}
+
+/// The choice of what the items show afterwards: radio buttons, none ticked.
+fn effect_choices(keep_paid: Option<&[String]>, lower: bool) -> Markup {
+    html! {
+        fieldset class="refund-effect" {
+            legend { "退款成功后，项目如何处理（必选）" }
+            @if let Some(covers) = keep_paid {
+                label class="check" {
+                    input type="radio" name="effect" value="keep_paid" required;
+                    " 保持已缴：重复缴费，项目已由订单 " (covers.join("、")) " 缴清"
+                }
+            }
+            label class="check" {
+                input type="radio" name="effect" value="owe_again" required;
+                " 改为未缴：退还的金额由学生重新缴纳"
+            }
+            @if lower {
+                label class="check" {
+                    input type="radio" name="effect" value="lower_amount" required;
+                    " 调减应缴金额：按退还金额调低该项目金额（如退学按月折算），项目仍为已缴"
+                }
+            }
+        }
     }
 }
 
 pub fn refunds(view: &RefundsSection<'_>) -> Markup {
     let action = format!("/admin/payments/{}/refund", view.out_trade_no);
+    let duplicate = (!view.duplicate_of.is_empty()).then_some(view.duplicate_of);
     html! {
         h2 id="refunds-title" { "退款" }
         div class="panel refunds" id="order-refunds" {
             (flash(view.error, view.notice))
             @if view.refundable {
                 p { "可退余额：" strong id="refund-left" { (yuan(view.order_left_fen)) } " 元" }
+                @if let Some(covers) = duplicate {
+                    p class="notice" id="refund-duplicate-of" {
+                        "重复缴费：本订单的项目已由订单 "
+                        @for (index, cover) in covers.iter().enumerate() {
+                            @if index > 0 { "、" }
+                            a href={ "/admin/payments/" (cover) } { (cover) }
+                        }
+                        " 缴清。"
+                    }
+                } @else if view.order_left_fen > 0 {
+                    p class="muted" id="refund-not-duplicate" {
+                        "没有其他已支付的订单缴清本订单的项目，不是重复缴费：退款后项目须改为未缴或调减应缴金额。"
+                    }
+                }
             } @else {
                 p class="muted" { "该订单未收到支付，无可退款项。" }
             }
             @if view.refundable && view.can_change && view.order_left_fen > 0 {
                 div class="refund-forms" {
-                    form method="post" action=(action) class="refund duplicate" {
-                        h3 { "重复缴费：全额退款" }
+                    form method="post" action=(action) class="refund whole" {
+                        h3 { "全额退款" }
                         (csrf_field(view.csrf))
-                        input type="hidden" name="kind" value="duplicate";
-                        p class="muted" { "退回本订单可退余额的全部 " (yuan(view.order_left_fen)) " 元；项目仍为已缴。" }
+                        input type="hidden" name="scope" value="order";
+                        p class="muted" { "退回本订单可退余额的全部 " (yuan(view.order_left_fen)) " 元。下一步会列出退款后各项目的状态，确认后才提交。" }
+                        (effect_choices(duplicate, false))
                         label { "退款原因（必填）"
-                            input type="text" name="reason" maxlength=(MAX_REFUND_REASON_CHARS) required value="重复缴费退款";
+                            input type="text" name="reason" maxlength=(MAX_REFUND_REASON_CHARS) required;
                         }
-                        button type="submit" class="btn small danger" { "全额退款" }
+                        button type="submit" class="btn small danger" { "全额退款…" }
                     }
-                    form method="post" action=(action) class="refund withdrawal" {
-                        h3 { "按项目部分退款（如退学）" }
+                    form method="post" action=(action) class="refund item" {
+                        h3 { "按项目退款（如退学）" }
                         (csrf_field(view.csrf))
-                        input type="hidden" name="kind" value="withdrawal";
+                        input type="hidden" name="scope" value="item";
                         label { "项目"
                             select name="fee_item_id" required {
                                 @for (id, label, left) in &view.items {
@@ -492,14 +546,11 @@ pub fn refunds(view: &RefundsSection<'_>) -> Markup {
                         label { "退款金额（元）"
                             input type="text" name="amount" inputmode="decimal" required placeholder="例如 1200.00";
                         }
+                        (effect_choices(duplicate, true))
                         label { "退款原因（必填）"
                             input type="text" name="reason" maxlength=(MAX_REFUND_REASON_CHARS) required;
                         }
-                        label class="check" {
-                            input type="checkbox" name="unpay_item" value="1";
-                            " 退款成功后该项目改为未缴"
-                        }
-                        button type="submit" class="btn small danger" { "申请退款" }
+                        button type="submit" class="btn small danger" { "申请退款…" }
                     }
                 }
             }
@@ -524,6 +575,97 @@ pub fn refunds(view: &RefundsSection<'_>) -> Markup {
                         }
                     }
                     @if view.refunds.is_empty() { tr { td colspan="10" class="empty" { "暂无退款" } } }
+                }
+            }
+        }
+    }
+}
+
+/// The confirmation step of a refund: what will be given back, to whom, and what
+/// each item will show; its form repeats the choices with `confirmed=1`.
+pub struct RefundConfirmation<'a> {
+    pub order: &'a PaymentRow,
+    pub lines: &'a [crate::store::OrderLine],
+    pub plan: &'a crate::store::RefundPlan,
+    pub scope: crate::store::RefundScope,
+    pub effect: crate::domain::refund::ItemEffect,
+    pub reason: &'a str,
+    pub csrf: &'a str,
+}
+
+/// What an item will show once the refund succeeds, in the office's words.
+pub fn item_after_text(after: &crate::domain::refund::ItemAfter) -> String {
+    use crate::domain::money::Fen;
+    use crate::domain::refund::ItemAfter;
+    match after {
+        ItemAfter::StaysPaid { covered_by } => format!("仍为已缴（由订单 {covered_by} 缴清）"),
+        ItemAfter::OwedAgain { amount_fen } => {
+            format!("改为未缴：学生须重新缴纳 {} 元", Fen(*amount_fen))
+        }
+        ItemAfter::Lowered { from_fen, to_fen } => format!(
+            "仍为已缴，应缴金额由 {} 元调减为 {} 元",
+            Fen(*from_fen),
+            Fen(*to_fen)
+        ),
+        ItemAfter::AsItIs => "不变（该项目不是由本订单缴清的）".to_owned(),
+    }
+}
+
+pub fn refund_confirmation(view: &RefundConfirmation<'_>) -> Markup {
+    use crate::store::RefundScope;
+    let order = view.order;
+    let plan = view.plan;
+    let action = format!("/admin/payments/{}/refund", order.out_trade_no);
+    let label = |fee_item_id: i64| {
+        view.lines
+            .iter()
+            .find(|line| line.fee_item_id == fee_item_id)
+            .map(|line| format!("{} {}", line.academic_year, line.item))
+            .unwrap_or_else(|| format!("项目 {fee_item_id}"))
+    };
+    html! {
+        div class="actions" { a class="btn secondary small" href={ "/admin/payments/" (order.out_trade_no) } { "返回，不退款" } }
+        div class="panel confirm" id="refund-confirm" {
+            h2 { "请确认退款" }
+            p id="refund-confirm-summary" {
+                "将向 " strong { (order.student_name) } "（" (masked_id_card(&order.id_card)) "，"
+                (order.grade) "级 " (order.class_name) "）原路退回 "
+                strong id="refund-confirm-amount" { (yuan(plan.amount_fen)) } " 元，"
+                "来自订单 " code { (order.out_trade_no) } "（" (channel_label(order.channel)) "，实付 " (yuan(order.amount_fen)) " 元）。"
+            }
+            p { "退款原因：" (view.reason) }
+            table class="grid" id="refund-confirm-items" {
+                thead { tr { th { "项目" } th class="num" { "退还（元）" } th { "退款成功后" } } }
+                tbody {
+                    @for planned in &plan.items {
+                        tr {
+                            td { (label(planned.fee_item_id)) }
+                            td class="num" { (yuan(planned.refund_fen)) }
+                            td class="item-after" { (item_after_text(&planned.after)) }
+                        }
+                    }
+                }
+            }
+            p class="hint" {
+                "提交后即向支付渠道申请退款，资金原路退回，无法撤销。退款金额自提交起即不再计入实收；"
+                "项目在渠道确认退款成功时才按上表改变，退款失败则项目保持不变。"
+            }
+            form method="post" action=(action) class="refund confirm" {
+                (csrf_field(view.csrf))
+                input type="hidden" name="confirmed" value="1";
+                input type="hidden" name="expected_left" value=(plan.order_left_fen);
+                input type="hidden" name="effect" value=(view.effect.code());
+                input type="hidden" name="reason" value=(view.reason);
+                @match view.scope {
+                    RefundScope::WholeOrder => input type="hidden" name="scope" value="order";,
+                    RefundScope::Item { fee_item_id, amount_fen } => {
+                        input type="hidden" name="scope" value="item";
+                        input type="hidden" name="fee_item_id" value=(fee_item_id);
+                        input type="hidden" name="amount" value=(crate::domain::money::Fen(amount_fen));
+                    }
+                }
+                button type="submit" class="btn danger" id="refund-confirm-button" {
+                    "确认退款 " (yuan(plan.amount_fen)) " 元"
                 }
             }
         }

@@ -28,7 +28,13 @@ pub fn check(typed: &str, checked: &Checked<'_>) -> Markup {
             Checked::NotAsked => p class="hint" { "输入学生缴费凭证上的验证码（有无短横线、大小写均可），查验凭证是否由本系统开出。" },
             Checked::NotFound => div class="error" role="alert" id="receipt-check-result" { "无此凭证" },
             Checked::Found(receipt) => div class="panel" id="receipt-check-result" {
-                p { span class="badge ok" { "凭证有效" } }
+                @if receipt.void {
+                    p id="receipt-check-verdict" { span class="badge danger" { "凭证已作废" } " 该笔缴费已全额退款。" }
+                } @else if receipt.refunds.is_empty() {
+                    p id="receipt-check-verdict" { span class="badge ok" { "凭证有效" } }
+                } @else {
+                    p id="receipt-check-verdict" { span class="badge warn" { "凭证有效（部分退款）" } " 已退或在退 " (yuan(receipt.refunded_fen())) " 元，见下表。" }
+                }
                 (summary(receipt))
                 p { a href=(format!("/admin/receipts/{}", receipt.out_trade_no)) id="receipt-detail-link" { "查看凭证与财政电子票据" } }
             },
@@ -53,6 +59,20 @@ fn summary(receipt: &ReceiptRecord) -> Markup {
             tbody {
                 @for line in &receipt.lines {
                     tr { td { (line.academic_year) } td { (line.item) } td class="num" { (yuan(line.amount_fen)) } }
+                }
+            }
+        }
+        @if !receipt.refunds.is_empty() {
+            table class="grid" id="check-refunds" {
+                thead { tr { th { "退款" } th class="num" { "金额（元）" } th { "时间" } } }
+                tbody {
+                    @for refund in &receipt.refunds {
+                        tr {
+                            td { @if refund.succeeded { "已退款" } @else { "退款处理中" } }
+                            td class="num" { (yuan(refund.amount_fen)) }
+                            td class="nowrap" { (beijing(refund.at)) }
+                        }
+                    }
                 }
             }
         }
