@@ -29,6 +29,8 @@ pub async fn list(
         .map_err(anyhow::Error::from)?;
     let list = FeeList::from_records(&records, state.clock.now());
     let notice = session.data.notice.take();
+    // An open order at the bank can still be paid there: say so before anything else.
+    let bank_hold = super::paying::bank_hold(&state, student.id).await?;
     if notice.is_some() {
         state
             .sessions()
@@ -42,7 +44,7 @@ pub async fn list(
         &session.data.csrf,
         &header_of(&student),
         &list,
-        notice.as_deref(),
+        bank_hold.map(|held| held.text).or(notice).as_deref(),
     );
     Ok(page_response(&state, StatusCode::OK, None, markup))
 }
