@@ -144,6 +144,17 @@ pub enum ApplyOutcome {
     UnknownOrder,
 }
 
+/// What the office's "apply this payment to its items" came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlaggedOutcome {
+    /// The order and its items are now paid by the payment.
+    Applied(OrderRecord),
+    /// Not a closed order holding a payment (paid meanwhile, never paid, no such order).
+    NotFlagged,
+    /// Its items are not all owed: paid by another order, held, waived. The reason.
+    ItemsNotOwed(&'static str),
+}
+
 /// A notification as received, with our verdict.
 #[derive(Debug, Clone)]
 pub struct ReceivedNotification<'a> {
@@ -236,6 +247,31 @@ impl Store {
         txn.commit()
             .await
             .map_err(StoreError::query("commit a payment"))?;
+        Ok(outcome)
+    }
+
+    /// The office applies a payment flagged on a closed order (money received after we
+    /// closed it) to the order's items, when every one of them is still owed and no
+    /// other order paid them; the exception is resolved and the audit row written in
+    /// the same transaction.
+    pub async fn apply_flagged_payment(
+        &self,
+        order_id: i64,
+        entry: super::audit::AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<FlaggedOutcome, StoreError> {
+        let txn = self.begin_write("begin applying a flagged payment").await?;
+        let outcome = apply_flagged_in(&txn, order_id, entry, now).await?;
+        match outcome {
+            FlaggedOutcome::Applied(_) => txn
+                .commit()
+                .await
+                .map_err(StoreError::query("commit applying a flagged payment"))?,
+            _ => txn
+                .rollback()
+                .await
+                .map_err(StoreError::query("roll back applying a flagged payment"))?,
+        }
         Ok(outcome)
     }
 
@@ -720,6 +756,94 @@ async fn paid_after_close(
         return Ok(ApplyOutcome::PaidWhileHeld { order, holders });
     }
     Ok(ApplyOutcome::PaidAfterClose { order, settled })
+}
+
+/// Whether an order holds a payment the office may apply: closed, with the channel's
+/// transaction and its time recorded (money came after we closed it).
+pub fn holds_flagged_payment(order: &OrderRecord) -> bool {
+    order.status == OrderStatus::Closed
+        && order.channel_trade_no.is_some()
+        && order.paid_at.is_some()
+        && order.exception.is_some()
+}
+
+async fn apply_flagged_in(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    entry: super::audit::AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<FlaggedOutcome, StoreError> {
+    let Some(order) = orders::Entity::find_by_id(order_id)
+        .one(txn)
+        .await
+        .map_err(StoreError::query("read a flagged order"))?
+    else {
+        return Ok(FlaggedOutcome::NotFlagged);
+    };
+    if !holds_flagged_payment(&OrderRecord::from(order.clone())) {
+        return Ok(FlaggedOutcome::NotFlagged);
+    }
+    let item_ids = item_ids_of(txn, order.id).await?;
+    let items = fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read a flagged order's items"))?;
+    let late = judge_late_payment(order.id, item_ids.len(), &items);
+    if late != LatePayment::Settles {
+        return Ok(FlaggedOutcome::ItemsNotOwed(match late {
+            LatePayment::Duplicate => "项目已由其他订单缴清，只能退款",
+            LatePayment::Held => "项目正在另一订单中支付，请待该订单结束后再入账",
+            _ => "项目已减免或变更，不能入账",
+        }));
+    }
+    if settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64 {
+        return Ok(FlaggedOutcome::ItemsNotOwed("项目状态刚刚发生变化，请刷新后重试"));
+    }
+    let note = "财务处已将此笔支付入账到订单项目";
+    let update = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(OrderStatus::Paid))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .col_expr(orders::Column::ExceptionResolvedAt, Expr::value(Some(now)))
+        .col_expr(
+            orders::Column::ExceptionResolvedBy,
+            Expr::value(Some(entry.actor.as_str())),
+        )
+        .col_expr(orders::Column::ExceptionNote, Expr::value(Some(note)));
+    let update = if order.receipt_code.is_none() {
+        update.col_expr(
+            orders::Column::ReceiptCode,
+            Expr::value(Some(new_receipt_code())),
+        )
+    } else {
+        update
+    };
+    let updated = update
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(OrderStatus::Closed))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("apply a flagged payment"))?;
+    if updated.rows_affected != 1 {
+        return Ok(FlaggedOutcome::NotFlagged);
+    }
+    let entry = entry
+        .before(serde_json::json!({
+            "out_trade_no": order.out_trade_no,
+            "status": "closed",
+            "exception": order.exception,
+            "items": item_ids,
+        }))
+        .after(serde_json::json!({
+            "out_trade_no": order.out_trade_no,
+            "status": "paid",
+            "channel_trade_no": order.channel_trade_no,
+            "amount_fen": order.amount_fen,
+            "items_paid": item_ids,
+        }));
+    super::audit::write_audit(txn, &entry, now).await?;
+    let paid = reread(txn, order.id).await?;
+    Ok(FlaggedOutcome::Applied(OrderRecord::from(paid)))
 }
 
 /// Marks owed items paid by `order_id`; how many it marked.

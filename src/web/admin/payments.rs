@@ -238,6 +238,7 @@ async fn order_page(
     });
     let content = maud::html! {
         (views::detail(&detail, console.can_change(), console.csrf()))
+        (crate::web::views::admin::flagged::section(&detail, console.can_change()))
         (section)
     };
     let title = format!("订单 {}", detail.order.out_trade_no);
