@@ -673,7 +673,12 @@ mod tests {
         assert_eq!(unset.seller_id, None);
         let set = alipay(Some(" 2088721000000001 ")).unwrap().alipay.unwrap();
         assert_eq!(set.seller_id.as_deref(), Some("2088721000000001"));
-        for bad in ["2088", "1088721000000001", "2088-21000000001", "20887210000000012"] {
+        for bad in [
+            "2088",
+            "1088721000000001",
+            "2088-21000000001",
+            "20887210000000012",
+        ] {
             let line = match alipay(Some(bad)) {
                 Ok(_) => panic!("{bad} accepted"),
                 Err(error) => error.to_string(),

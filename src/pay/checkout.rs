@@ -410,31 +410,28 @@ pub struct SweepReport {
 
 /// What the store's verdict on a payment report means for the caller; the flag says
 /// whether this report changed anything.
-fn settled_of(
-    outcome: ApplyOutcome,
-    out_trade_no: &str,
-) -> Result<(Settled, bool), CheckoutError> {
+fn settled_of(outcome: ApplyOutcome, out_trade_no: &str) -> Result<(Settled, bool), CheckoutError> {
     Ok(match outcome {
-            ApplyOutcome::Applied(order) => (Settled::Paid(order), true),
-            ApplyOutcome::AlreadyApplied(order) => (Settled::Paid(order), false),
-            ApplyOutcome::PaidAfterClose {
-                order,
-                settled: true,
-            } => (Settled::Paid(order), true),
-            ApplyOutcome::PaidAfterClose {
-                order,
-                settled: false,
-            }
-            | ApplyOutcome::AmountMismatch(order)
-            | ApplyOutcome::Conflicting(order) => {
-                tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
-                (Settled::Exception(order), true)
-            }
-            ApplyOutcome::PaidWhileHeld { order, .. } => {
-                tracing::error!(out_trade_no, exception = ?order.exception, "payment for items another order still holds; needs the finance office");
-                (Settled::Exception(order), true)
-            }
-            ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
+        ApplyOutcome::Applied(order) => (Settled::Paid(order), true),
+        ApplyOutcome::AlreadyApplied(order) => (Settled::Paid(order), false),
+        ApplyOutcome::PaidAfterClose {
+            order,
+            settled: true,
+        } => (Settled::Paid(order), true),
+        ApplyOutcome::PaidAfterClose {
+            order,
+            settled: false,
+        }
+        | ApplyOutcome::AmountMismatch(order)
+        | ApplyOutcome::Conflicting(order) => {
+            tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
+            (Settled::Exception(order), true)
+        }
+        ApplyOutcome::PaidWhileHeld { order, .. } => {
+            tracing::error!(out_trade_no, exception = ?order.exception, "payment for items another order still holds; needs the finance office");
+            (Settled::Exception(order), true)
+        }
+        ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
     })
 }
 

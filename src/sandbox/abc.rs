@@ -184,7 +184,10 @@ impl AbcSandbox {
     pub fn notification_for(&self, order_no: &str, tamper: Tamper) -> Option<Vec<u8>> {
         let order = self.transaction(order_no)?;
         if tamper == Tamper::PayRequestAnswer {
-            let text = signed_envelope(&message_with(pay_answer(&order, &self.pay_page_url(&order.token))));
+            let text = signed_envelope(&message_with(pay_answer(
+                &order,
+                &self.pay_page_url(&order.token),
+            )));
             return Some(notification_body(&text));
         }
         let paid_at = order

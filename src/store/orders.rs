@@ -148,7 +148,7 @@ pub enum ApplyOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlaggedOutcome {
     /// The order and its items are now paid by the payment.
-    Applied(OrderRecord),
+    Applied(Box<OrderRecord>),
     /// Not a closed order holding a payment (paid meanwhile, never paid, no such order).
     NotFlagged,
     /// Its items are not all owed: paid by another order, held, waived. The reason.
@@ -798,7 +798,9 @@ async fn apply_flagged_in(
         }));
     }
     if settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64 {
-        return Ok(FlaggedOutcome::ItemsNotOwed("项目状态刚刚发生变化，请刷新后重试"));
+        return Ok(FlaggedOutcome::ItemsNotOwed(
+            "项目状态刚刚发生变化，请刷新后重试",
+        ));
     }
     let note = "财务处已将此笔支付入账到订单项目";
     let update = orders::Entity::update_many()
@@ -843,7 +845,7 @@ async fn apply_flagged_in(
         }));
     super::audit::write_audit(txn, &entry, now).await?;
     let paid = reread(txn, order.id).await?;
-    Ok(FlaggedOutcome::Applied(OrderRecord::from(paid)))
+    Ok(FlaggedOutcome::Applied(Box::new(OrderRecord::from(paid))))
 }
 
 /// Marks owed items paid by `order_id`; how many it marked.
@@ -877,7 +879,9 @@ async fn open_orders_holding(
         .find_also_related(orders::Entity)
         .all(txn)
         .await
-        .map_err(StoreError::query("find the orders holding a closed order's items"))?;
+        .map_err(StoreError::query(
+            "find the orders holding a closed order's items",
+        ))?;
     let mut open: Vec<orders::Model> = holding
         .into_iter()
         .filter_map(|(_, order)| order)

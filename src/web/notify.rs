@@ -292,7 +292,15 @@ async fn apply_verified(
             // apply, whatever it says.
             let number = Some(out_trade_no);
             let reason = "other_provider";
-            refuse(state, received, number, None, reason, StatusCode::BAD_REQUEST).await
+            refuse(
+                state,
+                received,
+                number,
+                None,
+                reason,
+                StatusCode::BAD_REQUEST,
+            )
+            .await
         }
         Err(CheckoutError::UnknownOrder) => {
             let number = Some(out_trade_no);

@@ -73,7 +73,10 @@ async fn pay_on_bank_page(app: &TestApp, page_url: &str) -> (StatusCode, String)
     let answer = app
         .client
         .post(form_url)
-        .form(&[("token", token.as_str()), ("card_number", "6228480010000000018")])
+        .form(&[
+            ("token", token.as_str()),
+            ("card_number", "6228480010000000018"),
+        ])
         .send()
         .await
         .expect("sent");
@@ -127,7 +130,11 @@ async fn while_the_banks_page_is_payable_no_other_channel_can_take_the_items() {
 
     // The pages say so, with the time the bank's page stays open.
     let fees = browser.get("/fees").await;
-    assert!(fees.body.contains("中国农业银行发起一笔缴费"), "{}", fees.body);
+    assert!(
+        fees.body.contains("中国农业银行发起一笔缴费"),
+        "{}",
+        fees.body
+    );
     assert!(fees.body.contains(&bank_no));
     let choice = pay_with(&mut browser, "/pay").await;
     assert_eq!(choice.status, StatusCode::OK, "{}", choice.body);
@@ -139,7 +146,11 @@ async fn while_the_banks_page_is_payable_no_other_channel_can_take_the_items() {
     // Asking for WeChat anyway (an old form) is refused, and nothing reaches WeChat.
     let refused = pay_with(&mut browser, "/pay/wechat").await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    assert!(refused.body.contains("农行支付尚未结束"), "{}", refused.body);
+    assert!(
+        refused.body.contains("农行支付尚未结束"),
+        "{}",
+        refused.body
+    );
     assert!(refused.body.contains("不能改用其他方式支付"));
     assert!(app.pay.transactions().is_empty(), "no WeChat order");
     let alipay = pay_with(&mut browser, "/pay/alipay").await;
@@ -186,7 +197,13 @@ async fn after_the_banks_timeout_its_page_refuses_and_a_late_second_payment_is_f
     assert!(page.text().await.expect("body").contains("订单已超时"));
     let (status, _) = pay_on_bank_page(&app, &page_url).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(app.abc.transaction(&bank_no).expect("known").paid_at.is_none());
+    assert!(
+        app.abc
+            .transaction(&bank_no)
+            .expect("known")
+            .paid_at
+            .is_none()
+    );
 
     let qr = pay_with(&mut browser, "/pay/wechat").await;
     assert_eq!(qr.status, StatusCode::OK, "{}", qr.body);
@@ -200,7 +217,11 @@ async fn after_the_banks_timeout_its_page_refuses_and_a_late_second_payment_is_f
         .notification_for(&bank_no, AbcTamper::None)
         .expect("built");
     let (status, _) = post_form(&app, "/pay/notify/abc", late).await;
-    assert_eq!(status, StatusCode::OK, "recorded, so the bank stops sending");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "recorded, so the bank stops sending"
+    );
     let flagged = order(&app, &bank_no).await;
     assert_eq!(flagged.status, OrderStatus::Closed);
     assert_eq!(
@@ -215,7 +236,11 @@ async fn after_the_banks_timeout_its_page_refuses_and_a_late_second_payment_is_f
     // The console shows it with both ways on; applying is refused (paid elsewhere).
     let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
     let detail = console.get(&format!("/admin/payments/{bank_no}")).await;
-    assert!(detail.body.contains("id=\"flagged-payment\""), "{}", detail.body);
+    assert!(
+        detail.body.contains("id=\"flagged-payment\""),
+        "{}",
+        detail.body
+    );
     assert!(detail.body.contains("href=\"#refunds-title\""));
     let csrf = console.console_csrf().await;
     let apply = format!("/admin/payments/{bank_no}/flagged/apply");
@@ -382,7 +407,10 @@ async fn the_banks_transaction_number_is_the_same_by_query_and_by_notification()
         let (status, _) = post_form(&app, "/pay/notify/abc", late).await;
         assert_eq!(status, StatusCode::OK);
         let after = order(&app, &bank_no).await;
-        assert_eq!(after.channel_trade_no, by_query, "iRspRef given: {with_reference}");
+        assert_eq!(
+            after.channel_trade_no, by_query,
+            "iRspRef given: {with_reference}"
+        );
         assert_eq!(after.exception, None, "no second payment seen");
         assert_eq!(paid_fen(&app).await, TOTAL_FEN);
     }

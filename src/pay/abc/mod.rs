@@ -829,6 +829,58 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn only_a_payment_result_pays_and_one_number_names_the_payment() {
+        let (abc, bank, notify_url, _received, clock) = setup().await;
+        let no = "CP20260901083015000105";
+        abc.prepay(&order(PaymentChannel::AbcPage, no, &notify_url, &clock))
+            .await
+            .unwrap();
+        // The bank's signed answer to the payment request: genuine, "0000", our
+        // order and amount, and not a payment.
+        let answer = bank.notification_for(no, Tamper::PayRequestAnswer).unwrap();
+        let refused = abc.read_notification(&answer, clock.now()).unwrap_err();
+        assert_eq!(refused.label(), "not_a_payment_result");
+
+        bank.leave_out_references();
+        bank.pay_silently(no).unwrap();
+        let notice = abc
+            .read_notification(
+                &bank.notification_for(no, Tamper::None).unwrap(),
+                clock.now(),
+            )
+            .unwrap();
+        let ChannelState::Paid(paid) = abc.query(no).await.unwrap() else {
+            panic!("not paid");
+        };
+        assert_eq!(notice.bank_trade_no, no, "no iRspRef: the order number");
+        assert_eq!(paid.channel_trade_no, notice.bank_trade_no);
+    }
+
+    #[test]
+    fn the_transaction_number_is_irspref_else_the_order_number() {
+        assert_eq!(
+            transaction_number(Some("123456789012"), "CP1"),
+            "123456789012"
+        );
+        assert_eq!(transaction_number(Some(" "), "CP1"), "CP1");
+        assert_eq!(transaction_number(None, "CP1"), "CP1");
+    }
+
+    #[tokio::test]
+    async fn the_banks_page_refuses_to_pay_after_the_order_timeout() {
+        let (abc, bank, notify_url, _received, clock) = setup().await;
+        let no = "CP20260901083015000106";
+        abc.prepay(&order(PaymentChannel::AbcPage, no, &notify_url, &clock))
+            .await
+            .unwrap();
+        let timeout = bank.transaction(no).unwrap().timeout_at.expect("sent");
+        assert!(timeout > clock.now());
+        clock.advance(std::time::Duration::from_secs(31 * 60));
+        assert_eq!(bank.pay_silently(no), Err(sandbox::PayError::TimedOut));
+        assert_eq!(abc.query(no).await.unwrap(), ChannelState::Unpaid);
+    }
+
     #[test]
     fn a_pkcs12_file_is_refused_with_the_conversion_named() {
         let error = Abc::new(

@@ -247,6 +247,37 @@ pub fn check_seller(
 }
 
 #[cfg(test)]
+mod seller_tests {
+    use super::*;
+
+    fn notice(seller_id: Option<&str>) -> AlipayNotice {
+        AlipayNotice {
+            notify_id: None,
+            app_id: "2021000000000001".into(),
+            out_trade_no: "CP1".into(),
+            trade_no: "2026".into(),
+            total_amount_fen: 1,
+            trade_status: TradeStatus::TradeSuccess,
+            paid_at: DateTime::<Utc>::UNIX_EPOCH,
+            buyer_id: None,
+            seller_id: seller_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_seller_is_checked_only_when_configured() {
+        let ours = Some("2088721000000001");
+        assert!(check_seller(&notice(ours), ours).is_ok());
+        assert!(check_seller(&notice(Some("2088000000000000")), None).is_ok());
+        let other = check_seller(&notice(Some("2088721000000002")), ours).unwrap_err();
+        assert_eq!(other.label(), "other_seller");
+        assert!(!other.acknowledge());
+        let missing = check_seller(&notice(None), ours).unwrap_err();
+        assert_eq!(missing.label(), "other_seller");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::super::sign::AppPrivateKey;
     use super::super::sign::tests::{SANDBOX_ALIPAY_PRIVATE_PEM, SANDBOX_ALIPAY_PUBLIC_PEM};
