@@ -341,7 +341,9 @@ impl Checkout {
         }
         match channel.close(&order.out_trade_no).await? {
             Closed::Closed => {
-                self.store.release_order(order.id, self.clock.now()).await?;
+                if self.store.release_order(order.id, self.clock.now()).await? {
+                    self.settle_waiting_payments(order).await;
+                }
                 let current = self.store.find_order(&order.out_trade_no).await?;
                 Ok(current.map_or(Settled::Closed(order.clone()), settled_from_record))
             }
@@ -354,6 +356,41 @@ impl Checkout {
                 )
                 .into()),
             },
+        }
+    }
+
+    /// Payments that came for closed orders while `released` held their items wait on
+    /// the office; now that the items are free they settle them, before the student
+    /// is asked to pay again. A failure is logged: the payment stays flagged.
+    async fn settle_waiting_payments(&self, released: &OrderRecord) {
+        let waiting = match self.store.late_payments_waiting_on(released.id).await {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                tracing::error!(out_trade_no = %released.out_trade_no, %error, "cannot look for payments waiting on a released order");
+                return;
+            }
+        };
+        for late in waiting {
+            let (Some(channel_trade_no), Some(paid_at)) = (late.channel_trade_no, late.paid_at)
+            else {
+                continue;
+            };
+            let payment = ChannelPayment {
+                channel_trade_no,
+                amount_fen: late.amount_fen,
+                paid_at,
+                payer_openid: None,
+            };
+            // Boxed: applying may close other orders in turn.
+            match Box::pin(self.apply(&late.out_trade_no, &payment)).await {
+                Ok((Settled::Paid(_), _)) => {
+                    tracing::info!(out_trade_no = %late.out_trade_no, "a waiting late payment settled its items");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(out_trade_no = %late.out_trade_no, %error, "a waiting late payment could not be applied; left to the office");
+                }
+            }
         }
     }
 

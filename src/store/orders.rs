@@ -307,6 +307,37 @@ impl Store {
             .collect())
     }
 
+    /// Closed orders with a payment that arrived while another order held their items
+    /// (still unresolved), sharing an item with `order_id`.
+    pub async fn late_payments_waiting_on(
+        &self,
+        order_id: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let item_ids = item_ids_of(&self.db, order_id).await?;
+        let rows = order_items::Entity::find()
+            .filter(order_items::Column::FeeItemId.is_in(item_ids))
+            .filter(order_items::Column::OrderId.ne(order_id))
+            .find_also_related(orders::Entity)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("find payments waiting on an order"))?;
+        let held_note = late_payment_note(LatePayment::Held);
+        let mut waiting: Vec<orders::Model> = rows
+            .into_iter()
+            .filter_map(|(_, order)| order)
+            .filter(|order| {
+                order.status == OrderStatus::Closed
+                    && order.exception.as_deref() == Some(held_note)
+                    && order.exception_resolved_at.is_none()
+                    && order.channel_trade_no.is_some()
+                    && order.paid_at.is_some()
+            })
+            .collect();
+        waiting.sort_by_key(|order| order.id);
+        waiting.dedup_by_key(|order| order.id);
+        Ok(waiting.into_iter().map(OrderRecord::from).collect())
+    }
+
     /// The student's open orders on `channels`, newest first.
     pub async fn open_orders_of_student(
         &self,

@@ -11,7 +11,7 @@ use campus_pay::sandbox::abc::Tamper as AbcTamper;
 use campus_pay::sandbox::alipay::AlipayTamper;
 use campus_pay::sandbox::wechat_pay::TradeState;
 use campus_pay::store::{
-    AdminRole, ArrearsScope, FeeItemStatus, OrderRecord, OrderStatus, PaymentFilter,
+    AdminRole, ArrearsScope, AuditEntry, FeeItemStatus, OrderRecord, OrderStatus, PaymentFilter,
 };
 use reqwest::StatusCode;
 
@@ -299,17 +299,19 @@ async fn a_bank_payment_arriving_while_wechat_holds_the_items_is_applied_to_them
     assert!(result.body.contains("缴费成功"));
 }
 
-/// A payment the checkout could not settle (its items held by another bank order,
-/// which cannot be closed yet) is applied by the office once the items are owed:
-/// asked first, CSRF-checked, audited.
+/// A bank payment for a closed order whose items a second bank order holds (which
+/// cannot be closed before its own timeout) waits, flagged; the office cannot apply it
+/// while they are held; when that order lapses, the payment settles the items before
+/// the student is asked to pay again.
 #[tokio::test]
-async fn the_office_applies_a_flagged_payment_to_items_nothing_else_paid() {
+async fn a_payment_waiting_on_another_bank_order_settles_the_items_when_it_lapses() {
     let app = paying_app().await;
     let mut browser = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;
     let (first_no, _) = open_bank_page(&mut browser).await;
     let_the_bank_order_lapse(&app, &first_no).await;
     let (second_no, _) = open_bank_page(&mut browser).await;
     assert_ne!(first_no, second_no);
+    let owing = students_owing(&app).await;
 
     let late = app
         .abc
@@ -328,12 +330,74 @@ async fn the_office_applies_a_flagged_payment_to_items_nothing_else_paid() {
     let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
     let apply = format!("/admin/payments/{first_no}/flagged/apply");
     let csrf = console.console_csrf().await;
-    // Still held by the second order: refused, nothing changed.
     let held = console.post(&apply, &[("csrf", &csrf)]).await;
     assert_eq!(held.status, StatusCode::CONFLICT, "{}", held.body);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
 
     let_the_bank_order_lapse(&app, &second_no).await;
+    let settled = order(&app, &first_no).await;
+    assert_eq!(settled.status, OrderStatus::Paid);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+    assert_eq!(students_owing(&app).await, owing - 1);
+    assert_eq!(paid_fen(&app).await, TOTAL_FEN);
+}
+
+/// A payment the checkout could not settle (an item was waived meanwhile) is applied
+/// by the office once the items are owed again: asked first, CSRF-checked, audited.
+#[tokio::test]
+async fn the_office_applies_a_flagged_payment_to_items_nothing_else_paid() {
+    let app = paying_app().await;
+    let mut browser = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;
+    let (bank_no, _) = open_bank_page(&mut browser).await;
+    let_the_bank_order_lapse(&app, &bank_no).await;
+    let store = &app.state.store;
+    let student = store
+        .find_student_by_id_card(ZHANG_SAN)
+        .await
+        .expect("query")
+        .expect("exists");
+    let item = store.fee_items_of(student.id).await.expect("items")[0].id;
+    let office = |action: &str| AuditEntry::new("caiwu", action, format!("fee_item:{item}"));
+    store
+        .waive_fee_item(item, "助学金", office("fee_item.waive"), app.clock.now())
+        .await
+        .expect("waived");
+
+    let late = app
+        .abc
+        .notification_for(&bank_no, AbcTamper::None)
+        .expect("built");
+    let (status, _) = post_form(&app, "/pay/notify/abc", late).await;
+    assert_eq!(status, StatusCode::OK);
+    let flagged = order(&app, &bank_no).await;
+    assert_eq!(flagged.status, OrderStatus::Closed);
+    assert!(
+        flagged
+            .exception
+            .as_deref()
+            .is_some_and(|note| note.contains("项目已减免或变更")),
+        "{:?}",
+        flagged.exception
+    );
+    assert_eq!(paid_fen(&app).await, 0);
+
+    let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
+    let detail = console.get(&format!("/admin/payments/{bank_no}")).await;
+    assert!(
+        detail.body.contains("id=\"flagged-apply\""),
+        "{}",
+        detail.body
+    );
+    let apply = format!("/admin/payments/{bank_no}/flagged/apply");
+    // The waived item is not owed: applying is refused.
+    let csrf = console.console_csrf().await;
+    let refused = console.post(&apply, &[("csrf", &csrf)]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+
+    store
+        .restore_fee_item(item, office("fee_item.restore"), app.clock.now())
+        .await
+        .expect("restored");
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Unpaid; 3]);
     let owing = students_owing(&app).await;
 
@@ -346,11 +410,11 @@ async fn the_office_applies_a_flagged_payment_to_items_nothing_else_paid() {
     // Without the session's CSRF token nothing happens.
     let forged = console.post(&apply, &[("csrf", "forged")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert_eq!(order(&app, &first_no).await.status, OrderStatus::Closed);
+    assert_eq!(order(&app, &bank_no).await.status, OrderStatus::Closed);
 
     let done = console.post(&apply, &[("csrf", &ask.csrf())]).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    let paid = order(&app, &first_no).await;
+    let paid = order(&app, &bank_no).await;
     assert_eq!(paid.status, OrderStatus::Paid);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
     assert_eq!(students_owing(&app).await, owing - 1);
