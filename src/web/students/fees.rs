@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use super::{Gate, csrf_refused, gate, message, page_response};
 use crate::domain::id_card::IdCardNumber;
-use crate::store::{Gender, StudentAccount};
+use crate::store::{FeeItemStatus, Gender, StudentAccount};
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::views::Surface;
@@ -30,7 +30,14 @@ pub async fn list(
     let list = FeeList::from_records(&records, state.clock.now());
     let notice = session.data.notice.take();
     // An open order at the bank can still be paid there: say so before anything else.
-    let bank_hold = super::paying::bank_hold(&state, student.id).await?;
+    // (Only items in an order can be held: no query otherwise.)
+    let in_order = records
+        .iter()
+        .any(|record| record.status == FeeItemStatus::InOrder);
+    let bank_hold = match in_order {
+        true => super::paying::bank_hold(&state, student.id).await?,
+        false => None,
+    };
     if notice.is_some() {
         state
             .sessions()
