@@ -317,8 +317,10 @@ impl Checkout {
                 tracing::warn!(out_trade_no = %holder.out_trade_no, %error, "cannot close the order holding a late payment's items; left to the office");
             }
         }
+        // Releasing a holder may already have settled this payment (it was waiting on
+        // that order); either way this report is what brought it in.
         let again = self.store.apply_payment(&report, self.clock.now()).await?;
-        settled_of(again, out_trade_no)
+        settled_of(again, out_trade_no).map(|(settled, _)| (settled, true))
     }
 
     /// Closes an open order at its channel, then releases its items; an order found

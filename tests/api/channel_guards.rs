@@ -11,7 +11,8 @@ use campus_pay::sandbox::abc::Tamper as AbcTamper;
 use campus_pay::sandbox::alipay::AlipayTamper;
 use campus_pay::sandbox::wechat_pay::TradeState;
 use campus_pay::store::{
-    AdminRole, ArrearsScope, AuditEntry, FeeItemStatus, OrderRecord, OrderStatus, PaymentFilter,
+    AdminRole, ArrearsScope, AuditEntry, FeeItemStatus, NotificationVerdict, OrderRecord,
+    OrderStatus, PaymentFilter,
 };
 use reqwest::StatusCode;
 
@@ -272,6 +273,13 @@ async fn a_bank_payment_arriving_while_wechat_holds_the_items_is_applied_to_them
     let (status, _) = post_form(&app, "/pay/notify/abc", late).await;
     assert_eq!(status, StatusCode::OK);
 
+    let accepted = app
+        .state
+        .store
+        .count_notifications(NotificationVerdict::Accepted)
+        .await
+        .expect("count");
+    assert_eq!(accepted, 1, "recorded as the payment it is, not as a copy");
     let bank = order(&app, &bank_no).await;
     assert_eq!(bank.status, OrderStatus::Paid);
     assert_eq!(
