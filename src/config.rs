@@ -94,6 +94,9 @@ pub struct AlipayConfig {
     pub appid: String,
     pub private_key_pem: SecretString,
     pub public_key_pem: String,
+    /// `CAMPUSPAY_ALIPAY_SELLER_ID`: the merchant's PID (`2088…`); when set, a
+    /// notification must carry it as `seller_id`.
+    pub seller_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -481,7 +484,14 @@ fn alipay(vars: &Variables) -> Result<Option<AlipayConfig>, ConfigError> {
         "CAMPUSPAY_ALIPAY_PRIVATE_KEY_FILE",
         "CAMPUSPAY_ALIPAY_PUBLIC_KEY_FILE",
     ];
+    let seller_id = alipay_seller_id(vars)?;
     let Some(values) = vars.group(&names)? else {
+        if seller_id.is_some() {
+            return Err(ConfigError::new(
+                ALIPAY_SELLER_ID,
+                "set without CAMPUSPAY_ALIPAY_APPID and its keys",
+            ));
+        }
         return Ok(None);
     };
     let [appid, private_key_file, public_key_file] = <[String; 3]>::try_from(values)
@@ -490,7 +500,24 @@ fn alipay(vars: &Variables) -> Result<Option<AlipayConfig>, ConfigError> {
         appid,
         private_key_pem: SecretString::from(read_pem(names[1], &private_key_file, "PRIVATE KEY")?),
         public_key_pem: read_pem(names[2], &public_key_file, "PUBLIC KEY")?,
+        seller_id,
     }))
+}
+
+const ALIPAY_SELLER_ID: &str = "CAMPUSPAY_ALIPAY_SELLER_ID";
+
+/// The merchant's PID as Alipay writes it: `2088` and twelve more digits.
+fn alipay_seller_id(vars: &Variables) -> Result<Option<String>, ConfigError> {
+    let Some(pid) = vars.get(ALIPAY_SELLER_ID) else {
+        return Ok(None);
+    };
+    if pid.len() != 16 || !pid.starts_with("2088") || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::new(
+            ALIPAY_SELLER_ID,
+            "must be the merchant's PID: 16 digits starting 2088",
+        ));
+    }
+    Ok(Some(pid.to_owned()))
 }
 
 fn abc(vars: &Variables) -> Result<Option<AbcConfig>, ConfigError> {
@@ -619,6 +646,48 @@ mod tests {
             assert!(line.starts_with(&format!("{name}: ")), "{line}");
             assert!(!line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn the_alipay_seller_id_is_optional_and_must_be_a_pid() {
+        let dir = std::env::temp_dir().join(format!("cp-config-alipay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let private_key = dir.join("app_private_key.pem");
+        let public_key = dir.join("alipay_public_key.pem");
+        std::fs::write(&private_key, crate::sandbox::alipay::APP_PRIVATE_KEY_PEM).unwrap();
+        std::fs::write(&public_key, crate::sandbox::alipay::ALIPAY_PUBLIC_KEY_PEM).unwrap();
+        let (private_key, public_key) = (
+            private_key.display().to_string(),
+            public_key.display().to_string(),
+        );
+        let alipay = |seller: Option<&str>| {
+            let mut pairs = vec![
+                ("CAMPUSPAY_ALIPAY_APPID", "9021000140651234"),
+                ("CAMPUSPAY_ALIPAY_PRIVATE_KEY_FILE", private_key.as_str()),
+                ("CAMPUSPAY_ALIPAY_PUBLIC_KEY_FILE", public_key.as_str()),
+            ];
+            pairs.extend(seller.map(|pid| ("CAMPUSPAY_ALIPAY_SELLER_ID", pid)));
+            config(&pairs)
+        };
+        let unset = alipay(None).unwrap().alipay.unwrap();
+        assert_eq!(unset.seller_id, None);
+        let set = alipay(Some(" 2088721000000001 ")).unwrap().alipay.unwrap();
+        assert_eq!(set.seller_id.as_deref(), Some("2088721000000001"));
+        for bad in [
+            "2088",
+            "1088721000000001",
+            "2088-21000000001",
+            "20887210000000012",
+        ] {
+            let line = match alipay(Some(bad)) {
+                Ok(_) => panic!("{bad} accepted"),
+                Err(error) => error.to_string(),
+            };
+            assert!(line.starts_with("CAMPUSPAY_ALIPAY_SELLER_ID: "), "{line}");
+        }
+        let alone = error_line(&[("CAMPUSPAY_ALIPAY_SELLER_ID", "2088721000000001")]);
+        assert!(alone.starts_with("CAMPUSPAY_ALIPAY_SELLER_ID: "), "{alone}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -13,14 +13,18 @@ use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid
 use crate::clock::Clock;
 use crate::domain::order::{OutTradeNo, expiry, order_description};
 use crate::store::{
-    ApplyOutcome, NewOrder, OrderRecord, OrderStatus, PaymentChannel, PaymentReport, Store,
-    StoreError, TakeOutcome,
+    ApplyOutcome, NewOrder, NotificationChannel, OrderRecord, OrderStatus, PaymentChannel,
+    PaymentReport, Store, StoreError, TakeOutcome,
 };
 
 /// Closing orders in the way of a new one is retried this often before giving up.
 const TAKE_ATTEMPTS: usize = 3;
 /// A page asking "paid yet?" queries the channel at most this often per order.
 const QUERY_INTERVAL: Duration = Duration::from_secs(5);
+/// An order on a channel that cannot close it (the bank) stays payable there until
+/// its own timeout, which is our expiry; the items stay held this much longer, for
+/// the difference between the bank's clock and ours.
+pub const CHANNEL_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 /// The channels configured, by what they serve.
 #[derive(Clone, Default)]
@@ -78,6 +82,16 @@ pub enum CheckoutError {
     /// A payment report for an order number we never made.
     #[error("no order of ours has that number")]
     UnknownOrder,
+    /// A verified notification from one provider about an order on another's channel.
+    #[error("the order is on another provider's channel")]
+    OtherProvider,
+    /// The items are held by an order that its channel cannot close (the bank's page
+    /// stays payable) until `until`; no other order may take them before then.
+    #[error("the order {} holds the items until {until}", order.out_trade_no)]
+    HeldByChannel {
+        order: Box<OrderRecord>,
+        until: DateTime<Utc>,
+    },
 }
 
 /// What the store made of a channel's report.
@@ -253,6 +267,27 @@ impl Checkout {
         }
     }
 
+    /// Applies a payment from a verified notification of `provider`: only to an order
+    /// on that provider's channel (a genuine signature of one provider says nothing
+    /// about another's orders).
+    pub async fn apply_notified(
+        &self,
+        provider: NotificationChannel,
+        out_trade_no: &str,
+        payment: &ChannelPayment,
+    ) -> Result<(Settled, bool), CheckoutError> {
+        let order = self
+            .store
+            .find_order(out_trade_no)
+            .await?
+            .ok_or(CheckoutError::UnknownOrder)?;
+        if provider_of(order.channel) != provider {
+            tracing::warn!(out_trade_no, ?provider, channel = ?order.channel, "a notification about another provider's order");
+            return Err(CheckoutError::OtherProvider);
+        }
+        self.apply(out_trade_no, payment).await
+    }
+
     /// Applies a payment the channel vouched for (a verified notification or query).
     /// The flag says whether this call was the one that applied it (false for the
     /// copies that found it done).
@@ -269,36 +304,48 @@ impl Checkout {
             payer_openid: payment.payer_openid.as_deref(),
         };
         let outcome = self.store.apply_payment(&report, self.clock.now()).await?;
-        Ok(match outcome {
-            ApplyOutcome::Applied(order) => (Settled::Paid(order), true),
-            ApplyOutcome::AlreadyApplied(order) => (Settled::Paid(order), false),
-            ApplyOutcome::PaidAfterClose {
-                order,
-                settled: true,
-            } => (Settled::Paid(order), true),
-            ApplyOutcome::PaidAfterClose {
-                order,
-                settled: false,
+        let ApplyOutcome::PaidWhileHeld { holders, .. } = outcome else {
+            return settled_of(outcome, out_trade_no);
+        };
+        // Money came for a closed order whose items another, unpaid order holds: close
+        // that one at its channel, then judge again. Its items are then free (and
+        // settled by this payment), or it turns out paid (and this one is a true
+        // duplicate, flagged for a refund).
+        for holder in holders {
+            // Boxed: closing may find the holder paid and apply that payment in turn.
+            if let Err(error) = Box::pin(self.close(&holder)).await {
+                tracing::warn!(out_trade_no = %holder.out_trade_no, %error, "cannot close the order holding a late payment's items; left to the office");
             }
-            | ApplyOutcome::AmountMismatch(order)
-            | ApplyOutcome::Conflicting(order) => {
-                tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
-                (Settled::Exception(order), true)
-            }
-            ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
-        })
+        }
+        // Releasing a holder may already have settled this payment (it was waiting on
+        // that order); either way this report is what brought it in.
+        let again = self.store.apply_payment(&report, self.clock.now()).await?;
+        settled_of(again, out_trade_no).map(|(settled, _)| (settled, true))
     }
 
     /// Closes an open order at its channel, then releases its items; an order found
-    /// paid while closing is applied instead.
+    /// paid while closing is applied instead. An order on a channel that cannot close
+    /// it (the bank) is closed only once its own timeout has passed there (and a query
+    /// says unpaid): until then its page can still be paid, so the items stay held.
     pub async fn close(&self, order: &OrderRecord) -> Result<Settled, CheckoutError> {
         let channel = self
             .channels
             .for_kind(order.channel)
             .ok_or(CheckoutError::ChannelNotConfigured(order.channel))?;
+        if !channel.closes_unpaid_orders() {
+            let until = held_until(order);
+            if self.clock.now() < until {
+                return Err(CheckoutError::HeldByChannel {
+                    order: Box::new(order.clone()),
+                    until,
+                });
+            }
+        }
         match channel.close(&order.out_trade_no).await? {
             Closed::Closed => {
-                self.store.release_order(order.id, self.clock.now()).await?;
+                if self.store.release_order(order.id, self.clock.now()).await? {
+                    self.settle_waiting_payments(order).await;
+                }
                 let current = self.store.find_order(&order.out_trade_no).await?;
                 Ok(current.map_or(Settled::Closed(order.clone()), settled_from_record))
             }
@@ -314,6 +361,41 @@ impl Checkout {
         }
     }
 
+    /// Payments that came for closed orders while `released` held their items wait on
+    /// the office; now that the items are free they settle them, before the student
+    /// is asked to pay again. A failure is logged: the payment stays flagged.
+    async fn settle_waiting_payments(&self, released: &OrderRecord) {
+        let waiting = match self.store.late_payments_waiting_on(released.id).await {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                tracing::error!(out_trade_no = %released.out_trade_no, %error, "cannot look for payments waiting on a released order");
+                return;
+            }
+        };
+        for late in waiting {
+            let (Some(channel_trade_no), Some(paid_at)) = (late.channel_trade_no, late.paid_at)
+            else {
+                continue;
+            };
+            let payment = ChannelPayment {
+                channel_trade_no,
+                amount_fen: late.amount_fen,
+                paid_at,
+                payer_openid: None,
+            };
+            // Boxed: applying may close other orders in turn.
+            match Box::pin(self.apply(&late.out_trade_no, &payment)).await {
+                Ok((Settled::Paid(_), _)) => {
+                    tracing::info!(out_trade_no = %late.out_trade_no, "a waiting late payment settled its items");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(out_trade_no = %late.out_trade_no, %error, "a waiting late payment could not be applied; left to the office");
+                }
+            }
+        }
+    }
+
     /// One pass of the order job: closes what expired, queries what went quiet.
     /// Returns how many orders it settled.
     pub async fn sweep(&self, quiet_for: Duration, batch: u64) -> Result<SweepReport, StoreError> {
@@ -323,6 +405,8 @@ impl Checkout {
             match self.close(&order).await {
                 Ok(Settled::Paid(_)) => report.found_paid += 1,
                 Ok(_) => report.closed += 1,
+                // The bank's page is payable a little longer: a later pass closes it.
+                Err(CheckoutError::HeldByChannel { .. }) => {}
                 Err(error) => {
                     report.failed += 1;
                     tracing::warn!(out_trade_no = %order.out_trade_no, %error, "closing an expired order failed; next pass retries");
@@ -361,6 +445,48 @@ pub struct SweepReport {
     pub closed: usize,
     pub found_paid: usize,
     pub failed: usize,
+}
+
+/// What the store's verdict on a payment report means for the caller; the flag says
+/// whether this report changed anything.
+fn settled_of(outcome: ApplyOutcome, out_trade_no: &str) -> Result<(Settled, bool), CheckoutError> {
+    Ok(match outcome {
+        ApplyOutcome::Applied(order) => (Settled::Paid(order), true),
+        ApplyOutcome::AlreadyApplied(order) => (Settled::Paid(order), false),
+        ApplyOutcome::PaidAfterClose {
+            order,
+            settled: true,
+        } => (Settled::Paid(order), true),
+        ApplyOutcome::PaidAfterClose {
+            order,
+            settled: false,
+        }
+        | ApplyOutcome::AmountMismatch(order)
+        | ApplyOutcome::Conflicting(order) => {
+            tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
+            (Settled::Exception(order), true)
+        }
+        ApplyOutcome::PaidWhileHeld { order, .. } => {
+            tracing::error!(out_trade_no, exception = ?order.exception, "payment for items another order still holds; needs the finance office");
+            (Settled::Exception(order), true)
+        }
+        ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
+    })
+}
+
+/// Until when an order on a channel that cannot close it keeps its items: its timeout
+/// at the channel (our expiry, sent as the bank's `orderTimeoutDate`) and a margin.
+pub fn held_until(order: &OrderRecord) -> DateTime<Utc> {
+    order.expires_at + chrono::Duration::from_std(CHANNEL_TIMEOUT_MARGIN).unwrap_or_default()
+}
+
+/// The provider whose notifications speak for orders on `kind`.
+pub fn provider_of(kind: PaymentChannel) -> NotificationChannel {
+    match kind {
+        PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => NotificationChannel::Wechat,
+        PaymentChannel::Alipay => NotificationChannel::Alipay,
+        PaymentChannel::AbcPage | PaymentChannel::AbcScan => NotificationChannel::Abc,
+    }
 }
 
 fn settled_from_record(order: OrderRecord) -> Settled {

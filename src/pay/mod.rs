@@ -153,6 +153,14 @@ pub trait Channel: Send + Sync {
     async fn query(&self, out_trade_no: &str) -> Result<ChannelState, ChannelError>;
     async fn close(&self, out_trade_no: &str) -> Result<Closed, ChannelError>;
 
+    /// Whether `close` really closes an unpaid order at the channel. A channel that
+    /// cannot (the bank: its page stays payable until the order's own timeout, our
+    /// expiry) keeps its order's items held until that time has passed and a query
+    /// says unpaid; see `checkout::Checkout::close`.
+    fn closes_unpaid_orders(&self) -> bool {
+        true
+    }
+
     /// Asks for a refund. Idempotent by `out_refund_no` at the channel.
     async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
         let _ = request;

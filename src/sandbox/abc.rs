@@ -69,6 +69,15 @@ pub struct SandboxAbcOrder {
     pub rsp_ref: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
     pub card_number: Option<String>,
+    /// The order's `orderTimeoutDate`: after it the bank's page refuses to pay.
+    pub timeout_at: Option<DateTime<Utc>>,
+}
+
+impl SandboxAbcOrder {
+    /// Whether the bank still takes a payment for it at `now`.
+    pub fn payable_at(&self, now: DateTime<Utc>) -> bool {
+        self.paid_at.is_none() && self.timeout_at.is_none_or(|timeout| now < timeout)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +86,8 @@ pub enum PayError {
     NotFound,
     #[error("already paid")]
     AlreadyPaid,
+    #[error("订单已超时，无法支付")]
+    TimedOut,
 }
 
 /// How [`AbcSandbox::notification_for`] spoils a notification.
@@ -91,10 +102,16 @@ pub enum Tamper {
     OtherMerchant,
     /// Properly signed, saying the payment failed.
     Failed,
+    /// Not a notification at all: the bank's genuinely signed answer to the order's
+    /// payment request (`TrxType` `PayReq`, `ReturnCode` 0000, the order and amount).
+    PayRequestAnswer,
 }
 
 struct Inner {
     orders: HashMap<String, SandboxAbcOrder>,
+    /// Whether payments get an `iRspRef` (the bank's reference); without one the
+    /// query and the notification both send it empty.
+    references: bool,
 }
 
 #[derive(Clone)]
@@ -114,6 +131,7 @@ impl AbcSandbox {
             base,
             inner: Arc::new(Mutex::new(Inner {
                 orders: HashMap::new(),
+                references: true,
             })),
             clock,
             http: reqwest::Client::new(),
@@ -156,9 +174,22 @@ impl AbcSandbox {
         self.mark_paid(order_no, None)
     }
 
+    /// From now on payments carry an empty `iRspRef`, in the query and the
+    /// notification alike (as some of the bank's answers do).
+    pub fn leave_out_references(&self) {
+        self.lock().references = false;
+    }
+
     /// The form body the bank POSTs to `ResultNotifyURL` for a paid order.
     pub fn notification_for(&self, order_no: &str, tamper: Tamper) -> Option<Vec<u8>> {
         let order = self.transaction(order_no)?;
+        if tamper == Tamper::PayRequestAnswer {
+            let text = signed_envelope(&message_with(pay_answer(
+                &order,
+                &self.pay_page_url(&order.token),
+            )));
+            return Some(notification_body(&text));
+        }
         let paid_at = order
             .paid_at
             .unwrap_or_else(|| self.clock.now())
@@ -200,13 +231,7 @@ impl AbcSandbox {
         let envelope = format!(
             "{{\"MSG\":{{\"Message\":{text},\"Signature-Algorithm\":\"SHA1withRSA\",\"Signature\":\"{signature}\"}}}}"
         );
-        let msg = STANDARD.encode(gb(&envelope));
-        Some(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("MSG", &msg)
-                .finish()
-                .into_bytes(),
-        )
+        Some(notification_body(&envelope))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -215,14 +240,19 @@ impl AbcSandbox {
 
     fn mark_paid(&self, order_no: &str, card: Option<String>) -> Result<SandboxAbcOrder, PayError> {
         let mut inner = self.lock();
+        let references = inner.references;
         let order = inner.orders.get_mut(order_no).ok_or(PayError::NotFound)?;
         if order.paid_at.is_some() {
             return Err(PayError::AlreadyPaid);
         }
+        // As the bank: an order whose orderTimeoutDate has passed cannot be paid.
+        if !order.payable_at(self.clock.now()) {
+            return Err(PayError::TimedOut);
+        }
         let digits: String = (0..12)
             .map(|_| char::from(b'0' + rand::rng().random_range(0..10u8)))
             .collect();
-        order.rsp_ref = Some(digits);
+        order.rsp_ref = references.then_some(digits);
         order.paid_at = Some(self.clock.now());
         order.card_number = card;
         Ok(order.clone())
@@ -248,16 +278,7 @@ impl AbcSandbox {
     /// The bank's answer: `{"MSG":{"Message":…,"Signature-Algorithm":…,"Signature":…}}`
     /// in GB18030, signed with the sandbox's TrustPay key.
     fn answer(&self, trx_response: Value) -> Response {
-        let message = json!({
-            "Version": "V3.0.0", "Format": "JSON",
-            "Merchant": {"ECMerchantType": "EBUS", "MerchantID": MERCHANT_ID},
-            "TrxResponse": trx_response,
-        });
-        let text = message.to_string();
-        let signature = sign_with(TRUSTPAY_PRIVATE_KEY_PEM, &text);
-        let body = format!(
-            "{{\"MSG\":{{\"Message\":{text},\"Signature-Algorithm\":\"SHA1withRSA\",\"Signature\":\"{signature}\"}}}}"
-        );
+        let body = signed_envelope(&message_with(trx_response));
         (
             [(header::CONTENT_TYPE, "application/json; charset=GB18030")],
             gb(&body),
@@ -295,6 +316,7 @@ impl AbcSandbox {
                 } else {
                     AbcKind::Scan
                 };
+                let timeout_at = order_timeout(&text("orderTimeoutDate"));
                 let mut inner = self.lock();
                 let order = match inner.orders.get(&no) {
                     Some(existing)
@@ -319,27 +341,14 @@ impl AbcSandbox {
                             rsp_ref: None,
                             paid_at: None,
                             card_number: None,
+                            timeout_at,
                         };
                         inner.orders.insert(no.clone(), created.clone());
                         created
                     }
                 };
                 drop(inner);
-                let page = self.pay_page_url(&order.token).to_string();
-                let mut answer = json!({
-                    "ReturnCode": "0000", "ErrorMessage": "交易成功", "TrxType": kind_name(kind),
-                    "OrderNo": no, "OrderAmount": yuan(amount),
-                });
-                match kind {
-                    AbcKind::Page => answer["PaymentURL"] = json!(page),
-                    AbcKind::Scan => {
-                        answer["ScanPayQRURL"] = json!(format!(
-                            "https://mpay.sandbox.abchina.invalid/BarcodeH5Act.aspx?token={}",
-                            order.token
-                        ))
-                    }
-                }
-                self.answer(answer)
+                self.answer(pay_answer(&order, &self.pay_page_url(&order.token)))
             }
             "Query" => {
                 let no = trx["OrderNo"].as_str().unwrap_or_default();
@@ -362,6 +371,61 @@ impl AbcSandbox {
             _ => self.refuse("2310", "网上支付平台未开放此种类的交易"),
         }
     }
+}
+
+/// The bank's answer to a payment request for `order`.
+fn pay_answer(order: &SandboxAbcOrder, page: &Url) -> Value {
+    let mut answer = json!({
+        "ReturnCode": "0000", "ErrorMessage": "交易成功", "TrxType": kind_name(order.kind),
+        "OrderNo": order.order_no, "OrderAmount": yuan(order.amount_fen),
+    });
+    match order.kind {
+        AbcKind::Page => answer["PaymentURL"] = json!(page.to_string()),
+        AbcKind::Scan => {
+            answer["ScanPayQRURL"] = json!(format!(
+                "https://mpay.sandbox.abchina.invalid/BarcodeH5Act.aspx?token={}",
+                order.token
+            ))
+        }
+    }
+    answer
+}
+
+/// The bank's message around a `TrxResponse`.
+fn message_with(trx_response: Value) -> Value {
+    json!({
+        "Version": "V3.0.0", "Format": "JSON",
+        "Merchant": {"ECMerchantType": "EBUS", "MerchantID": MERCHANT_ID},
+        "TrxResponse": trx_response,
+    })
+}
+
+/// `{"MSG":{"Message":…,"Signature-Algorithm":…,"Signature":…}}`, signed with the
+/// sandbox's TrustPay key.
+fn signed_envelope(message: &Value) -> String {
+    let text = message.to_string();
+    let signature = sign_with(TRUSTPAY_PRIVATE_KEY_PEM, &text);
+    format!(
+        "{{\"MSG\":{{\"Message\":{text},\"Signature-Algorithm\":\"SHA1withRSA\",\"Signature\":\"{signature}\"}}}}"
+    )
+}
+
+/// What the bank POSTs to `ResultNotifyURL`: `MSG=<base64 of the GB18030 envelope>`.
+fn notification_body(envelope: &str) -> Vec<u8> {
+    let msg = STANDARD.encode(gb(envelope));
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("MSG", &msg)
+        .finish()
+        .into_bytes()
+}
+
+/// `orderTimeoutDate` (`yyyyMMddHHmmss`, Beijing time); none when absent or unreadable.
+fn order_timeout(text: &str) -> Option<DateTime<Utc>> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S").ok()?;
+    naive
+        .and_local_timezone(beijing_offset())
+        .single()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 fn kind_name(kind: AbcKind) -> &'static str {
@@ -447,6 +511,8 @@ async fn pay_page(
                 p #amount { "金额：¥" (yuan(order.amount_fen)) }
                 @if order.paid_at.is_some() {
                     p #paid { "该订单已支付" }
+                } @else if !order.payable_at(sandbox.clock.now()) {
+                    p #timed-out { "订单已超时，无法支付" }
                 } @else {
                     form method="post" action=(PAY_PAGE_PATH) {
                         input type="hidden" name="token" value=(order.token);

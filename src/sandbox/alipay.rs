@@ -82,6 +82,8 @@ const ALIPAY_PRIVATE_KEY_PEM: &str = include_str!("keys/alipay_private_key.pem")
 pub const SANDBOX_APP_ID: &str = "9021000140651234";
 /// The seller (the school's Alipay account), `2088…` like every Alipay user id.
 pub const SELLER_ID: &str = "2088721000000001";
+/// Another merchant's PID, for notifications about a trade that is not ours.
+pub const OTHER_SELLER_ID: &str = "2088721000000002";
 pub const SELLER_EMAIL: &str = "finance@sandbox-college.example";
 /// Who pays in the cashier or through [`AlipaySandbox::pay`].
 pub const BUYER_ID: &str = "2088102000000001";
@@ -272,6 +274,8 @@ pub enum AlipayTamper {
     UnknownOrder(String),
     /// Genuinely signed, with this `trade_status` (`WAIT_BUYER_PAY`, `TRADE_CLOSED`…).
     TradeStatus(String),
+    /// Genuinely signed for our app, paid to another merchant (`seller_id`).
+    OtherSeller,
 }
 
 /// How [`AlipaySandbox::tamper_next_responses`] spoils an answer. The request itself
@@ -401,6 +405,7 @@ impl AlipaySandbox {
         let now = self.shared.clock.now();
         let mut status = "TRADE_SUCCESS".to_owned();
         let mut app_id = self.shared.app_id.clone();
+        let mut seller_id = SELLER_ID;
         match &tamper {
             AlipayTamper::WrongAmount(amount) => trade.total_amount.clone_from(amount),
             AlipayTamper::WrongAppId => app_id = other_app_id(&app_id),
@@ -409,9 +414,15 @@ impl AlipaySandbox {
                 trade.trade_no = Some(new_trade_no(now));
             }
             AlipayTamper::TradeStatus(other) => status.clone_from(other),
+            AlipayTamper::OtherSeller => seller_id = OTHER_SELLER_ID,
             AlipayTamper::None | AlipayTamper::BadSignature => {}
         }
-        let params = notification_params(&trade, &app_id, &status, now);
+        let mut params = notification_params(&trade, &app_id, &status, now);
+        for (name, value) in &mut params {
+            if name == "seller_id" {
+                *value = seller_id.to_owned();
+            }
+        }
         let key = if tamper == AlipayTamper::BadSignature {
             &KEYS.forger
         } else {

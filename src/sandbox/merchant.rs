@@ -88,6 +88,11 @@ pub fn alipay_settings(gateway: &str, dir: &Path) -> std::io::Result<Vec<(&'stat
             public_key.display().to_string(),
         ),
         ("CAMPUSPAY_ALIPAY_GATEWAY", gateway.to_owned()),
+        // The sandbox sends its merchant's PID as `seller_id`, as Alipay does.
+        (
+            "CAMPUSPAY_ALIPAY_SELLER_ID",
+            super::alipay::SELLER_ID.to_owned(),
+        ),
     ])
 }
 

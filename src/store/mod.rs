@@ -65,8 +65,8 @@ pub use self::follower_check::{
 pub use self::followers::FollowerRecord;
 pub use self::import::{ImportFailure, ImportedFile};
 pub use self::orders::{
-    ApplyOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport, ReceivedNotification,
-    TakeOutcome,
+    ApplyOutcome, FlaggedOutcome, NewOrder, OrderLine, OrderRecord, PaymentReport,
+    ReceivedNotification, TakeOutcome,
 };
 pub use self::receipts::{EbillOutcome, ReceiptRecord, ReceiptRefund};
 pub use self::reconciliation::{

@@ -127,14 +127,32 @@ pub enum ApplyOutcome {
     /// Already applied (a duplicate): nothing changed.
     AlreadyApplied(OrderRecord),
     /// Paid after we closed it; recorded as an exception for the finance office.
-    /// `settled`: the items were still unpaid and are now paid by it.
+    /// `settled`: the items were still unpaid and are now paid by it; otherwise they
+    /// were paid by another order (a true duplicate, to refund) or changed (waived).
     PaidAfterClose { order: OrderRecord, settled: bool },
+    /// Paid after we closed it, while other open orders (`holders`) hold its items:
+    /// recorded on the order; the caller closes the holders and applies it again.
+    PaidWhileHeld {
+        order: OrderRecord,
+        holders: Vec<OrderRecord>,
+    },
     /// The amount differs from the order's: refused and recorded.
     AmountMismatch(OrderRecord),
     /// A second payment for a paid or refunded order: recorded.
     Conflicting(OrderRecord),
     /// No such order of ours.
     UnknownOrder,
+}
+
+/// What the office's "apply this payment to its items" came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlaggedOutcome {
+    /// The order and its items are now paid by the payment.
+    Applied(Box<OrderRecord>),
+    /// Not a closed order holding a payment (paid meanwhile, never paid, no such order).
+    NotFlagged,
+    /// Its items are not all owed: paid by another order, held, waived. The reason.
+    ItemsNotOwed(&'static str),
 }
 
 /// A notification as received, with our verdict.
@@ -232,6 +250,31 @@ impl Store {
         Ok(outcome)
     }
 
+    /// The office applies a payment flagged on a closed order (money received after we
+    /// closed it) to the order's items, when every one of them is still owed and no
+    /// other order paid them; the exception is resolved and the audit row written in
+    /// the same transaction.
+    pub async fn apply_flagged_payment(
+        &self,
+        order_id: i64,
+        entry: super::audit::AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<FlaggedOutcome, StoreError> {
+        let txn = self.begin_write("begin applying a flagged payment").await?;
+        let outcome = apply_flagged_in(&txn, order_id, entry, now).await?;
+        match outcome {
+            FlaggedOutcome::Applied(_) => txn
+                .commit()
+                .await
+                .map_err(StoreError::query("commit applying a flagged payment"))?,
+            _ => txn
+                .rollback()
+                .await
+                .map_err(StoreError::query("roll back applying a flagged payment"))?,
+        }
+        Ok(outcome)
+    }
+
     pub async fn find_order(&self, out_trade_no: &str) -> Result<Option<OrderRecord>, StoreError> {
         let row = orders::Entity::find()
             .filter(orders::Column::OutTradeNo.eq(out_trade_no))
@@ -262,6 +305,54 @@ impl Store {
                 amount_fen: line.amount_fen,
             })
             .collect())
+    }
+
+    /// Closed orders with a payment that arrived while another order held their items
+    /// (still unresolved), sharing an item with `order_id`.
+    pub async fn late_payments_waiting_on(
+        &self,
+        order_id: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let item_ids = item_ids_of(&self.db, order_id).await?;
+        let rows = order_items::Entity::find()
+            .filter(order_items::Column::FeeItemId.is_in(item_ids))
+            .filter(order_items::Column::OrderId.ne(order_id))
+            .find_also_related(orders::Entity)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("find payments waiting on an order"))?;
+        let held_note = late_payment_note(LatePayment::Held);
+        let mut waiting: Vec<orders::Model> = rows
+            .into_iter()
+            .filter_map(|(_, order)| order)
+            .filter(|order| {
+                order.status == OrderStatus::Closed
+                    && order.exception.as_deref() == Some(held_note)
+                    && order.exception_resolved_at.is_none()
+                    && order.channel_trade_no.is_some()
+                    && order.paid_at.is_some()
+            })
+            .collect();
+        waiting.sort_by_key(|order| order.id);
+        waiting.dedup_by_key(|order| order.id);
+        Ok(waiting.into_iter().map(OrderRecord::from).collect())
+    }
+
+    /// The student's open orders on `channels`, newest first.
+    pub async fn open_orders_of_student(
+        &self,
+        student_id: i64,
+        channels: &[PaymentChannel],
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = orders::Entity::find()
+            .filter(orders::Column::StudentId.eq(student_id))
+            .filter(orders::Column::Status.eq(OrderStatus::Created))
+            .filter(orders::Column::Channel.is_in(channels.iter().copied()))
+            .order_by_desc(orders::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::query("list a student's open orders"))?;
+        Ok(rows.into_iter().map(OrderRecord::from).collect())
     }
 
     /// Open orders whose time is up, oldest first.
@@ -583,8 +674,57 @@ async fn mark_paid(
     Ok(ApplyOutcome::Applied(OrderRecord::from(paid)))
 }
 
-/// The money came for an order we closed. When its items are still unpaid they are
-/// settled by it (the student paid them); otherwise it is a second payment to refund.
+/// Where a closed order's items stand when money arrives for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LatePayment {
+    /// Every item still owed: the payment settles them.
+    Settles,
+    /// Some item was paid by another order: this payment is a duplicate to refund.
+    Duplicate,
+    /// Some item is in another order, not paid (yet): that order must be settled first.
+    Held,
+    /// Some item was waived or removed meanwhile: the office decides.
+    Changed,
+}
+
+/// Owed means unpaid, or deferred (a deferral only moves the due date).
+const OWED: [FeeItemStatus; 2] = [FeeItemStatus::Unpaid, FeeItemStatus::Deferred];
+
+fn judge_late_payment(order_id: i64, wanted: usize, items: &[fee_items::Model]) -> LatePayment {
+    let paid_by_other = |item: &fee_items::Model| {
+        item.status == FeeItemStatus::Paid && item.paid_order_id != Some(order_id)
+    };
+    if items.iter().any(paid_by_other) {
+        LatePayment::Duplicate
+    } else if items.len() != wanted {
+        LatePayment::Changed
+    } else if items.iter().all(|item| OWED.contains(&item.status)) {
+        LatePayment::Settles
+    } else if items
+        .iter()
+        .any(|item| item.status == FeeItemStatus::InOrder)
+    {
+        LatePayment::Held
+    } else {
+        LatePayment::Changed
+    }
+}
+
+/// What the order's exception says for each case (the office reads these).
+fn late_payment_note(late: LatePayment) -> &'static str {
+    match late {
+        LatePayment::Settles => "订单关闭后收到支付，已按此笔入账",
+        LatePayment::Duplicate => "订单关闭后收到支付，项目已由其他订单缴清，需退款",
+        LatePayment::Held => "订单关闭后收到支付，项目正在另一订单中支付，待核对",
+        LatePayment::Changed => "订单关闭后收到支付，项目已减免或变更，需人工核对（入账或退款）",
+    }
+}
+
+/// The money came for an order we closed. When its items are still owed they are
+/// settled by it (the student paid them); when another order paid them it is a second
+/// payment to refund; when another open order holds them the caller settles that one
+/// first; otherwise the office decides. The payment is recorded on the order in every
+/// case, so no money is ever out of sight.
 async fn paid_after_close(
     txn: &DatabaseTransaction,
     order: orders::Model,
@@ -592,22 +732,32 @@ async fn paid_after_close(
     now: DateTime<Utc>,
 ) -> Result<ApplyOutcome, StoreError> {
     let item_ids = item_ids_of(txn, order.id).await?;
-    let unpaid = fee_items::Entity::find()
+    let items = fee_items::Entity::find()
         .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
-        .filter(fee_items::Column::Status.eq(FeeItemStatus::Unpaid))
         .all(txn)
         .await
         .map_err(StoreError::query("read a closed order's items"))?;
-    let settled = unpaid.len() == item_ids.len()
-        && settle_items(txn, order.id, &item_ids, FeeItemStatus::Unpaid, now).await?
-            == item_ids.len() as u64;
-    let (status, note) = if settled {
-        (OrderStatus::Paid, "订单关闭后收到支付，已按此笔入账")
+    let mut late = judge_late_payment(order.id, item_ids.len(), &items);
+    if late == LatePayment::Settles
+        && settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64
+    {
+        return Err(StoreError::Inconsistent(
+            "a closed order's owed items changed inside its transaction",
+        ));
+    }
+    let holders = if late == LatePayment::Held {
+        open_orders_holding(txn, order.id, &item_ids).await?
     } else {
-        (
-            OrderStatus::Closed,
-            "订单关闭后收到支付，项目已由其他订单缴清，需退款",
-        )
+        Vec::new()
+    };
+    if late == LatePayment::Held && holders.is_empty() {
+        late = LatePayment::Changed;
+    }
+    let settled = late == LatePayment::Settles;
+    let status = if settled {
+        OrderStatus::Paid
+    } else {
+        OrderStatus::Closed
     };
     let update = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status))
@@ -626,17 +776,151 @@ async fn paid_after_close(
     } else {
         update
     };
-    with_exception(update, &order, note)
+    with_exception(update, &order, late_payment_note(late))
         .filter(orders::Column::Id.eq(order.id))
         .filter(orders::Column::Status.eq(OrderStatus::Closed))
         .exec(txn)
         .await
         .map_err(StoreError::query("record a payment after close"))?;
-    let order = reread(txn, order.id).await?;
-    Ok(ApplyOutcome::PaidAfterClose {
-        order: OrderRecord::from(order),
-        settled,
-    })
+    let order = OrderRecord::from(reread(txn, order.id).await?);
+    if late == LatePayment::Held {
+        return Ok(ApplyOutcome::PaidWhileHeld { order, holders });
+    }
+    Ok(ApplyOutcome::PaidAfterClose { order, settled })
+}
+
+/// Whether an order holds a payment the office may apply: closed, with the channel's
+/// transaction and its time recorded (money came after we closed it).
+pub fn holds_flagged_payment(order: &OrderRecord) -> bool {
+    order.status == OrderStatus::Closed
+        && order.channel_trade_no.is_some()
+        && order.paid_at.is_some()
+        && order.exception.is_some()
+}
+
+async fn apply_flagged_in(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    entry: super::audit::AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<FlaggedOutcome, StoreError> {
+    let Some(order) = orders::Entity::find_by_id(order_id)
+        .one(txn)
+        .await
+        .map_err(StoreError::query("read a flagged order"))?
+    else {
+        return Ok(FlaggedOutcome::NotFlagged);
+    };
+    if !holds_flagged_payment(&OrderRecord::from(order.clone())) {
+        return Ok(FlaggedOutcome::NotFlagged);
+    }
+    let item_ids = item_ids_of(txn, order.id).await?;
+    let items = fee_items::Entity::find()
+        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
+        .all(txn)
+        .await
+        .map_err(StoreError::query("read a flagged order's items"))?;
+    let late = judge_late_payment(order.id, item_ids.len(), &items);
+    if late != LatePayment::Settles {
+        return Ok(FlaggedOutcome::ItemsNotOwed(match late {
+            LatePayment::Duplicate => "项目已由其他订单缴清，只能退款",
+            LatePayment::Held => "项目正在另一订单中支付，请待该订单结束后再入账",
+            _ => "项目已减免或变更，不能入账",
+        }));
+    }
+    if settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64 {
+        return Ok(FlaggedOutcome::ItemsNotOwed(
+            "项目状态刚刚发生变化，请刷新后重试",
+        ));
+    }
+    let note = "财务处已将此笔支付入账到订单项目";
+    let update = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(OrderStatus::Paid))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .col_expr(orders::Column::ExceptionResolvedAt, Expr::value(Some(now)))
+        .col_expr(
+            orders::Column::ExceptionResolvedBy,
+            Expr::value(Some(entry.actor.as_str())),
+        )
+        .col_expr(orders::Column::ExceptionNote, Expr::value(Some(note)));
+    let update = if order.receipt_code.is_none() {
+        update.col_expr(
+            orders::Column::ReceiptCode,
+            Expr::value(Some(new_receipt_code())),
+        )
+    } else {
+        update
+    };
+    let updated = update
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(OrderStatus::Closed))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("apply a flagged payment"))?;
+    if updated.rows_affected != 1 {
+        return Ok(FlaggedOutcome::NotFlagged);
+    }
+    let entry = entry
+        .before(serde_json::json!({
+            "out_trade_no": order.out_trade_no,
+            "status": "closed",
+            "exception": order.exception,
+            "items": item_ids,
+        }))
+        .after(serde_json::json!({
+            "out_trade_no": order.out_trade_no,
+            "status": "paid",
+            "channel_trade_no": order.channel_trade_no,
+            "amount_fen": order.amount_fen,
+            "items_paid": item_ids,
+        }));
+    super::audit::write_audit(txn, &entry, now).await?;
+    let paid = reread(txn, order.id).await?;
+    Ok(FlaggedOutcome::Applied(Box::new(OrderRecord::from(paid))))
+}
+
+/// Marks owed items paid by `order_id`; how many it marked.
+async fn settle_owed_items(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    item_ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let result = fee_items::Entity::update_many()
+        .col_expr(fee_items::Column::Status, Expr::value(FeeItemStatus::Paid))
+        .col_expr(fee_items::Column::PaidOrderId, Expr::value(Some(order_id)))
+        .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
+        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
+        .filter(fee_items::Column::Status.is_in(OWED))
+        .exec(txn)
+        .await
+        .map_err(StoreError::query("mark owed items paid"))?;
+    Ok(result.rows_affected)
+}
+
+/// The open orders other than `order_id` that hold any of `item_ids`.
+async fn open_orders_holding(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    item_ids: &[i64],
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let holding = order_items::Entity::find()
+        .filter(order_items::Column::FeeItemId.is_in(item_ids.iter().copied()))
+        .filter(order_items::Column::OrderId.ne(order_id))
+        .find_also_related(orders::Entity)
+        .all(txn)
+        .await
+        .map_err(StoreError::query(
+            "find the orders holding a closed order's items",
+        ))?;
+    let mut open: Vec<orders::Model> = holding
+        .into_iter()
+        .filter_map(|(_, order)| order)
+        .filter(|order| order.status == OrderStatus::Created)
+        .collect();
+    open.sort_by_key(|order| order.id);
+    open.dedup_by_key(|order| order.id);
+    Ok(open.into_iter().map(OrderRecord::from).collect())
 }
 
 async fn settle_items(

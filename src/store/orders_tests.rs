@@ -283,3 +283,35 @@ async fn a_late_payment_for_items_paid_since_is_kept_for_a_refund() {
         [FeeItemStatus::Paid, FeeItemStatus::Paid]
     );
 }
+
+#[test]
+fn a_late_payment_is_a_duplicate_only_when_another_order_paid_the_items() {
+    let item = |id: i64, status: FeeItemStatus, paid_by: Option<i64>| fee_items::Model {
+        id,
+        student_id: 1,
+        academic_year: "2026-2027".into(),
+        item: "学费".into(),
+        amount_fen: 100,
+        status,
+        deferred_until: None,
+        paid_order_id: paid_by,
+        note: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    use FeeItemStatus::{Deferred, InOrder, Paid, Unpaid, Waived};
+    let judge = |items: &[fee_items::Model]| judge_late_payment(7, 2, items);
+    let owed = [item(1, Unpaid, None), item(2, Deferred, None)];
+    assert_eq!(judge(&owed), LatePayment::Settles);
+    let held = [item(1, Unpaid, None), item(2, InOrder, None)];
+    assert_eq!(judge(&held), LatePayment::Held);
+    let paid_elsewhere = [item(1, InOrder, None), item(2, Paid, Some(8))];
+    assert_eq!(judge(&paid_elsewhere), LatePayment::Duplicate);
+    let waived = [item(1, Unpaid, None), item(2, Waived, None)];
+    assert_eq!(judge(&waived), LatePayment::Changed);
+    assert_eq!(judge(&owed[..1]), LatePayment::Changed, "an item gone");
+    assert_eq!(
+        late_payment_note(LatePayment::Duplicate),
+        "订单关闭后收到支付，项目已由其他订单缴清，需退款"
+    );
+}

@@ -224,16 +224,7 @@ async fn abc(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> 
                 refuse_unread(&state, &received, refused.label(), refused.http_status()).await
             }
             Ok(notice) => {
-                let payment = ChannelPayment {
-                    channel_trade_no: notice
-                        .bank_trade_no
-                        .clone()
-                        .unwrap_or_else(|| notice.out_trade_no.clone()),
-                    amount_fen: notice.amount_fen,
-                    paid_at: notice.paid_at,
-                    payer_openid: None,
-                };
-                apply_verified(&state, &received, &notice.out_trade_no, &payment).await
+                apply_verified(&state, &received, &notice.out_trade_no, &notice.payment()).await
             }
         },
     };
@@ -253,7 +244,10 @@ async fn apply_verified(
 ) -> Outcome {
     let span = tracing::Span::current();
     span.record("out_trade_no", out_trade_no);
-    let applied = state.checkout.apply(out_trade_no, payment).await;
+    let applied = state
+        .checkout
+        .apply_notified(received.channel, out_trade_no, payment)
+        .await;
     state
         .metrics
         .payment(channel_label(received.channel), payment_outcome(&applied));
@@ -289,6 +283,21 @@ async fn apply_verified(
                 number,
                 id,
                 "amount",
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+        Err(CheckoutError::OtherProvider) => {
+            // Genuinely signed by one provider, about an order of another: not ours to
+            // apply, whatever it says.
+            let number = Some(out_trade_no);
+            let reason = "other_provider";
+            refuse(
+                state,
+                received,
+                number,
+                None,
+                reason,
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -372,6 +381,7 @@ fn payment_outcome(applied: &Result<(Settled, bool), CheckoutError>) -> &'static
         // The store answers a report only with Paid or Exception; keep the rest apart.
         Ok((Settled::Open(_) | Settled::Closed(_), _)) => "not_applied",
         Err(CheckoutError::UnknownOrder) => "unknown_order",
+        Err(CheckoutError::OtherProvider) => "other_provider",
         Err(_) => "failed",
     }
 }

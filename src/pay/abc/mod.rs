@@ -50,6 +50,10 @@ const TRX_QUERY: &str = "Query";
 const OUTCOME_UNKNOWN_CODES: &[&str] = &["EUNKWN"];
 /// Guess: the SDK's error table says 2307 is 无此订单 (no such order).
 const ORDER_NOT_FOUND_CODES: &[&str] = &["2307"];
+/// The `TrxType` of the bank's payment-result notification. Every other signed
+/// message of the bank (its answer to a `PayReq`, a `Query`, …) carries its own
+/// `TrxType` and says nothing about a payment, so only this one may pay an order.
+const TRX_PAYMENT_RESULT: &str = "PayResult";
 
 /// The bank's test and production gateways (TrustMerchant.properties of the demos).
 pub const TEST_GATEWAY: &str = "https://pay.test.abchina.com/ebus/ReceiveMerchantTrxReqServlet";
@@ -303,6 +307,12 @@ impl Abc {
         {
             return Err(Refused::NotOurs);
         }
+        // The bank signs its answers to our requests with the same key: an answer to a
+        // payment request ("0000", the order, its amount) must not pass for a payment.
+        let trx_type = opened.field("TrxType").unwrap_or_default();
+        if trx_type != TRX_PAYMENT_RESULT {
+            return Err(Refused::NotAPaymentResult(trx_type.to_owned()));
+        }
         if opened.field("ReturnCode") != Some(wire::RETURN_CODE_OK) {
             return Err(Refused::NotPaid);
         }
@@ -316,11 +326,7 @@ impl Abc {
             .or_else(|| opened.field("OrderAmount"))
             .and_then(wire::fen)
             .ok_or_else(|| Refused::Malformed("no readable Amount".into()))?;
-        let bank_trade_no = opened
-            .field("iRspRef")
-            .or_else(|| opened.field("VoucherNo"))
-            .filter(|no| !no.is_empty())
-            .map(str::to_owned);
+        let bank_trade_no = transaction_number(opened.field("iRspRef"), &out_trade_no);
         let paid_at = host_time(opened.field("HostDate"), opened.field("HostTime")).unwrap_or(now);
         Ok(AbcNotice {
             out_trade_no,
@@ -341,14 +347,39 @@ fn host_time(date: Option<&str>, time: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc))
 }
 
+/// The bank's number for the payment of an order, by one rule for the notification
+/// and the query alike (else one payment could look like two, and be refunded as a
+/// duplicate): `iRspRef`, the bank's transaction reference, when it is given; else
+/// our order number, which the bank lets be paid only once. (`VoucherNo` is not used:
+/// the query does not carry it.)
+fn transaction_number(i_rsp_ref: Option<&str>, out_trade_no: &str) -> String {
+    i_rsp_ref
+        .map(str::trim)
+        .filter(|reference| !reference.is_empty())
+        .unwrap_or(out_trade_no)
+        .to_owned()
+}
+
 /// A verified result notification that says paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbcNotice {
     pub out_trade_no: String,
-    /// `iRspRef` (the bank's transaction reference), else `VoucherNo`.
-    pub bank_trade_no: Option<String>,
+    /// By [`transaction_number`]: `iRspRef`, else the order number.
+    pub bank_trade_no: String,
     pub amount_fen: i64,
     pub paid_at: DateTime<Utc>,
+}
+
+impl AbcNotice {
+    /// The payment as the checkout applies it.
+    pub fn payment(&self) -> ChannelPayment {
+        ChannelPayment {
+            channel_trade_no: self.bank_trade_no.clone(),
+            amount_fen: self.amount_fen,
+            paid_at: self.paid_at,
+            payer_openid: None,
+        }
+    }
 }
 
 /// Why a notification was not accepted; `label` names it in metrics and the record.
@@ -362,6 +393,9 @@ pub enum AbcNotificationRefused {
     NotOurs,
     #[error("the notification does not say paid")]
     NotPaid,
+    /// Signed by the bank, but not a payment-result notification (`TrxType`).
+    #[error("the bank's message is not a payment result (TrxType {0:?})")]
+    NotAPaymentResult(String),
 }
 
 impl AbcNotificationRefused {
@@ -371,6 +405,7 @@ impl AbcNotificationRefused {
             Self::BadSignature => "bad_signature",
             Self::NotOurs => "not_ours",
             Self::NotPaid => "not_paid",
+            Self::NotAPaymentResult(_) => "not_a_payment_result",
         }
     }
 
@@ -411,10 +446,7 @@ fn state_of(
                 ChannelError::OutcomeUnknown("a paid ABC order without a readable amount".into())
             })?;
             Ok(ChannelState::Paid(ChannelPayment {
-                channel_trade_no: get("iRspRef")
-                    .or_else(|| get("VoucherNo"))
-                    .unwrap_or(out_trade_no)
-                    .to_owned(),
+                channel_trade_no: transaction_number(get("iRspRef"), out_trade_no),
                 amount_fen,
                 paid_at: host_time(get("HostDate"), get("HostTime")).unwrap_or(now),
                 payer_openid: None,
@@ -485,9 +517,16 @@ impl Channel for Abc {
         }
     }
 
+    /// The bank's page stays payable until the order's `orderTimeoutDate` (our expiry):
+    /// the checkout holds the items until then.
+    fn closes_unpaid_orders(&self) -> bool {
+        false
+    }
+
     /// Public material shows no transaction that closes an unpaid order: the bank's
     /// order lapses at its `orderTimeoutDate` (our expiry). So closing asks the bank
-    /// and says `Closed` only when the query shows it unpaid (or never seen).
+    /// and says `Closed` only when the query shows it unpaid (or never seen); the
+    /// checkout asks only once that time has passed.
     async fn close(&self, out_trade_no: &str) -> Result<Closed, ChannelError> {
         match self.query(out_trade_no).await? {
             ChannelState::Unpaid | ChannelState::NotFound | ChannelState::Closed => {
@@ -678,12 +717,15 @@ mod tests {
         let notice = abc.read_notification(&body, clock.now()).unwrap();
         assert_eq!(notice.out_trade_no, no);
         assert_eq!(notice.amount_fen, 120050);
-        assert_eq!(notice.bank_trade_no, bank.transaction(no).unwrap().rsp_ref);
+        assert_eq!(
+            Some(notice.bank_trade_no.clone()),
+            bank.transaction(no).unwrap().rsp_ref
+        );
         let ChannelState::Paid(paid) = abc.query(no).await.unwrap() else {
             panic!("not paid");
         };
         assert_eq!(paid.amount_fen, 120050);
-        assert_eq!(Some(paid.channel_trade_no), notice.bank_trade_no);
+        assert_eq!(paid.channel_trade_no, notice.bank_trade_no);
         assert_eq!(abc.close(no).await.unwrap(), Closed::AlreadyPaid);
     }
 
@@ -785,6 +827,58 @@ mod tests {
             abc.read_notification(b"", clock.now()).unwrap_err().label(),
             "malformed"
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_payment_result_pays_and_one_number_names_the_payment() {
+        let (abc, bank, notify_url, _received, clock) = setup().await;
+        let no = "CP20260901083015000105";
+        abc.prepay(&order(PaymentChannel::AbcPage, no, &notify_url, &clock))
+            .await
+            .unwrap();
+        // The bank's signed answer to the payment request: genuine, "0000", our
+        // order and amount, and not a payment.
+        let answer = bank.notification_for(no, Tamper::PayRequestAnswer).unwrap();
+        let refused = abc.read_notification(&answer, clock.now()).unwrap_err();
+        assert_eq!(refused.label(), "not_a_payment_result");
+
+        bank.leave_out_references();
+        bank.pay_silently(no).unwrap();
+        let notice = abc
+            .read_notification(
+                &bank.notification_for(no, Tamper::None).unwrap(),
+                clock.now(),
+            )
+            .unwrap();
+        let ChannelState::Paid(paid) = abc.query(no).await.unwrap() else {
+            panic!("not paid");
+        };
+        assert_eq!(notice.bank_trade_no, no, "no iRspRef: the order number");
+        assert_eq!(paid.channel_trade_no, notice.bank_trade_no);
+    }
+
+    #[test]
+    fn the_transaction_number_is_irspref_else_the_order_number() {
+        assert_eq!(
+            transaction_number(Some("123456789012"), "CP1"),
+            "123456789012"
+        );
+        assert_eq!(transaction_number(Some(" "), "CP1"), "CP1");
+        assert_eq!(transaction_number(None, "CP1"), "CP1");
+    }
+
+    #[tokio::test]
+    async fn the_banks_page_refuses_to_pay_after_the_order_timeout() {
+        let (abc, bank, notify_url, _received, clock) = setup().await;
+        let no = "CP20260901083015000106";
+        abc.prepay(&order(PaymentChannel::AbcPage, no, &notify_url, &clock))
+            .await
+            .unwrap();
+        let timeout = bank.transaction(no).unwrap().timeout_at.expect("sent");
+        assert!(timeout > clock.now());
+        clock.advance(std::time::Duration::from_secs(31 * 60));
+        assert_eq!(bank.pay_silently(no), Err(sandbox::PayError::TimedOut));
+        assert_eq!(abc.query(no).await.unwrap(), ChannelState::Unpaid);
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub fn parse_beijing_time(text: &str) -> Option<DateTime<Utc>> {
 pub struct Alipay {
     client: AlipayClient,
     clock: Clock,
+    /// `CAMPUSPAY_ALIPAY_SELLER_ID`: when set, notifications must carry it.
+    seller_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,11 +190,23 @@ impl Alipay {
             clock: clock.clone(),
         })
         .map_err(|error| AlipaySetupError::Client(error.to_string()))?;
-        Ok(Some(Alipay { client, clock }))
+        Ok(Some(
+            Alipay::new(client, clock).with_seller_id(alipay.seller_id.clone()),
+        ))
     }
 
     pub fn new(client: AlipayClient, clock: Clock) -> Alipay {
-        Alipay { client, clock }
+        Alipay {
+            client,
+            clock,
+            seller_id: None,
+        }
+    }
+
+    /// Notifications must name this merchant PID as `seller_id` (none: not checked).
+    pub fn with_seller_id(mut self, seller_id: Option<String>) -> Alipay {
+        self.seller_id = seller_id;
+        self
     }
 
     /// Reports each call to Alipay to `observer`.
@@ -200,6 +214,7 @@ impl Alipay {
         Alipay {
             client: self.client.observed(observer),
             clock: self.clock,
+            seller_id: self.seller_id,
         }
     }
 
@@ -220,7 +235,10 @@ impl Alipay {
         form_body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<AlipayNotice, AlipayNotificationRefused> {
-        notify::parse_notification(form_body, self.client.alipay_key(), self.app_id(), now)
+        let notice =
+            notify::parse_notification(form_body, self.client.alipay_key(), self.app_id(), now)?;
+        notify::check_seller(&notice, self.seller_id.as_deref())?;
+        Ok(notice)
     }
 
     /// A query's paid status is believed only with a trade number, our order number

@@ -41,6 +41,8 @@ pub struct AlipayNotice {
     pub paid_at: DateTime<Utc>,
     /// The payer's Alipay user id (`2088…`).
     pub buyer_id: Option<String>,
+    /// The merchant paid (`seller_id`, a PID `2088…`), as Alipay sent it.
+    pub seller_id: Option<String>,
 }
 
 impl AlipayNotice {
@@ -69,6 +71,9 @@ pub enum AlipayNotificationRefused {
     BadSignature,
     #[error("the notification is for another app ({0})")]
     NotOurs(String),
+    /// Signed by Alipay for our app, but paid to another merchant (`seller_id`).
+    #[error("the notification is for another seller ({0})")]
+    OtherSeller(String),
     #[error("the notification's {0} is missing or unreadable")]
     MissingField(&'static str),
     /// Verified and ours, but not a payment: acknowledged, nothing applied.
@@ -113,6 +118,7 @@ impl AlipayNotificationRefused {
             AlipayNotificationRefused::UnsupportedSignType(_) => "sign_type is not RSA2",
             AlipayNotificationRefused::BadSignature => "signature does not verify",
             AlipayNotificationRefused::NotOurs(_) => "not for this app",
+            AlipayNotificationRefused::OtherSeller(_) => "not for this merchant",
             AlipayNotificationRefused::MissingField(_) => "a required field is missing",
             AlipayNotificationRefused::NotPaid { .. } => "not a successful payment",
         }
@@ -125,6 +131,7 @@ impl AlipayNotificationRefused {
             AlipayNotificationRefused::UnsupportedSignType(_) => "sign_type",
             AlipayNotificationRefused::BadSignature => "bad_signature",
             AlipayNotificationRefused::NotOurs(_) => "not_ours",
+            AlipayNotificationRefused::OtherSeller(_) => "other_seller",
             AlipayNotificationRefused::MissingField(_) => "missing_field",
             AlipayNotificationRefused::NotPaid { .. } => "not_paid",
         }
@@ -218,7 +225,56 @@ pub fn parse_notification(
         buyer_id: get("buyer_id")
             .filter(|id| !id.is_empty())
             .map(str::to_owned),
+        seller_id: get("seller_id")
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
     })
+}
+
+/// When the merchant's PID is configured, the payment must have been made to it: an
+/// app can be authorised for several merchants, and a notification about another
+/// merchant's trade is not money we received.
+pub fn check_seller(
+    notice: &AlipayNotice,
+    ours: Option<&str>,
+) -> Result<(), AlipayNotificationRefused> {
+    match ours {
+        Some(ours) if notice.seller_id.as_deref() != Some(ours) => Err(
+            AlipayNotificationRefused::OtherSeller(notice.seller_id.clone().unwrap_or_default()),
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod seller_tests {
+    use super::*;
+
+    fn notice(seller_id: Option<&str>) -> AlipayNotice {
+        AlipayNotice {
+            notify_id: None,
+            app_id: "2021000000000001".into(),
+            out_trade_no: "CP1".into(),
+            trade_no: "2026".into(),
+            total_amount_fen: 1,
+            trade_status: TradeStatus::TradeSuccess,
+            paid_at: DateTime::<Utc>::UNIX_EPOCH,
+            buyer_id: None,
+            seller_id: seller_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_seller_is_checked_only_when_configured() {
+        let ours = Some("2088721000000001");
+        assert!(check_seller(&notice(ours), ours).is_ok());
+        assert!(check_seller(&notice(Some("2088000000000000")), None).is_ok());
+        let other = check_seller(&notice(Some("2088721000000002")), ours).unwrap_err();
+        assert_eq!(other.label(), "other_seller");
+        assert!(!other.acknowledge());
+        let missing = check_seller(&notice(None), ours).unwrap_err();
+        assert_eq!(missing.label(), "other_seller");
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 mod arrears;
 mod audit;
 mod fees;
+mod flagged;
 mod followers;
 mod home;
 mod payments;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(students::router())
         .merge(fees::router())
         .merge(payments::router())
+        .merge(flagged::router())
         .merge(receipts::router())
         .merge(arrears::router())
         .merge(reconciliation::router())

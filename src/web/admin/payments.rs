@@ -229,6 +229,7 @@ pub(super) async fn order_page(
     let section = super::refunds::section(state, console, &detail, error, notice).await?;
     let content = maud::html! {
         (views::detail(&detail, console.can_change(), console.csrf()))
+        (crate::web::views::admin::flagged::section(&detail, console.can_change()))
         (section)
     };
     let title = format!("订单 {}", detail.order.out_trade_no);

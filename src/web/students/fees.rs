@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use super::{Gate, csrf_refused, gate, message, page_response};
 use crate::domain::id_card::IdCardNumber;
-use crate::store::{Gender, StudentAccount};
+use crate::store::{FeeItemStatus, Gender, StudentAccount};
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::views::Surface;
@@ -29,6 +29,15 @@ pub async fn list(
         .map_err(anyhow::Error::from)?;
     let list = FeeList::from_records(&records, state.clock.now());
     let notice = session.data.notice.take();
+    // An open order at the bank can still be paid there: say so before anything else.
+    // (Only items in an order can be held: no query otherwise.)
+    let in_order = records
+        .iter()
+        .any(|record| record.status == FeeItemStatus::InOrder);
+    let bank_hold = match in_order {
+        true => super::paying::bank_hold(&state, student.id).await?,
+        false => None,
+    };
     if notice.is_some() {
         state
             .sessions()
@@ -42,7 +51,7 @@ pub async fn list(
         &session.data.csrf,
         &header_of(&student),
         &list,
-        notice.as_deref(),
+        bank_hold.map(|held| held.text).or(notice).as_deref(),
     );
     Ok(page_response(&state, StatusCode::OK, None, markup))
 }

@@ -13,7 +13,7 @@ use super::fees::{TickedItems, payable_selection, read_ticked};
 use super::{Gate, csrf_refused, gate, message, page_response};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
-use crate::pay::checkout::{CheckoutError, Settled, Started};
+use crate::pay::checkout::{CheckoutError, Settled, Started, held_until};
 use crate::pay::{ChannelError, Prepaid};
 use crate::store::{OrderRecord, PaymentChannel, StudentAccount};
 use crate::web::AppState;
@@ -106,19 +106,32 @@ pub async fn choose(
     RawForm(form): RawForm,
 ) -> Result<Response, AppError> {
     let surface = Surface::Pc;
-    let (session, _, _, lines) = match ticked_payable(&state, &headers, surface, &form).await? {
-        Ok(found) => found,
-        Err(response) => return Ok(response),
-    };
-    let channels = offered_channels(&state);
+    let (session, student, _, lines) =
+        match ticked_payable(&state, &headers, surface, &form).await? {
+            Ok(found) => found,
+            Err(response) => return Ok(response),
+        };
+    let mut channels = offered_channels(&state);
     if channels.is_empty() {
         return Ok(not_open(&state, surface));
     }
+    // While the bank's page of an earlier order can still be paid, only that way is
+    // offered: another channel now could charge the student twice.
+    let hold = bank_hold(&state, student.id).await?;
+    if let Some(held) = &hold {
+        let action = match held.order.channel {
+            PaymentChannel::AbcScan => "/pay/abc/scan",
+            _ => "/pay/abc/page",
+        };
+        channels.retain(|channel| channel.action == action);
+    }
+    let notice = hold.as_ref().map(|held| held.text.as_str());
     let markup = views::choose_channel(
         &state.config.school_name,
         &session.data.csrf,
         &lines,
         &channels,
+        notice,
     );
     Ok(page_response(&state, StatusCode::OK, None, markup))
 }
@@ -336,6 +349,11 @@ fn started_or_page(
             "正在处理",
             "所选项目有一笔支付正在处理，请稍后刷新缴费项目。",
         )),
+        Err(CheckoutError::HeldByChannel { order, until }) => Err(page(
+            StatusCode::CONFLICT,
+            "农行支付尚未结束",
+            &bank_hold_text(&order, until),
+        )),
         Err(CheckoutError::Channel(ChannelError::OutcomeUnknown(error))) => {
             tracing::warn!(%error, "prepay outcome unknown; the order sweep will query it");
             Err(page(
@@ -352,7 +370,11 @@ fn started_or_page(
                 "支付通道暂时无法受理，请稍后再试。",
             ))
         }
-        Err(error @ (CheckoutError::Store(_) | CheckoutError::UnknownOrder)) => {
+        Err(
+            error @ (CheckoutError::Store(_)
+            | CheckoutError::UnknownOrder
+            | CheckoutError::OtherProvider),
+        ) => {
             tracing::error!(?error, "cannot start a payment");
             Err(page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -361,6 +383,47 @@ fn started_or_page(
             ))
         }
     }
+}
+
+/// An open order at the bank whose page can still be paid, and what to tell the student.
+pub(super) struct BankHold {
+    pub(super) order: OrderRecord,
+    pub(super) text: String,
+}
+
+/// The student's open order on a channel that cannot close it (the bank), while its
+/// page can still be paid.
+pub(super) async fn bank_hold(
+    state: &AppState,
+    student_id: i64,
+) -> Result<Option<BankHold>, AppError> {
+    let unclosable = [PaymentChannel::AbcPage, PaymentChannel::AbcScan];
+    let open = state
+        .store
+        .open_orders_of_student(student_id, &unclosable)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let now = state.clock.now();
+    Ok(open.into_iter().find_map(|order| {
+        let until = held_until(&order);
+        (now < until).then(|| BankHold {
+            text: bank_hold_text(&order, until),
+            order,
+        })
+    }))
+}
+
+/// What a student is told while an order at the bank holds the items: the bank's page
+/// can still be paid until its time is up, so offering another channel now could
+/// charge them twice.
+pub(super) fn bank_hold_text(order: &OrderRecord, until: chrono::DateTime<chrono::Utc>) -> String {
+    let until = until.with_timezone(&beijing_offset()).format("%H:%M");
+    format!(
+        "您已在中国农业银行发起一笔缴费（订单号 {}，金额 {} 元），在 {until} 前仍可在农行支付页面完成支付。\
+         为避免重复扣款，{until} 之前不能改用其他方式支付；如已在农行付款，请勿重复缴费，稍后刷新即可看到结果。",
+        order.out_trade_no,
+        Fen(order.amount_fen),
+    )
 }
 
 fn not_open(state: &AppState, surface: Surface) -> Response {

@@ -81,6 +81,7 @@ pub fn choose_channel(
     csrf: &str,
     lines: &[FeeLine],
     channels: &[ChannelChoice],
+    notice: Option<&str>,
 ) -> Markup {
     let total: Fen = lines.iter().map(|line| line.amount).sum();
     page(
@@ -88,6 +89,7 @@ pub fn choose_channel(
         school,
         "选择支付方式",
         html! {
+            @if let Some(notice) = notice { div class="notice" role="status" id="bank-hold" { (notice) } }
             div class=(card_class(Surface::Pc, false)) {
                 p class="cells-title" { "应缴合计 " strong { "¥" (total) } "，请选择支付方式" }
                 div class="cells channels" {

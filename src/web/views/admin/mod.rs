@@ -5,6 +5,7 @@
 pub mod arrears;
 pub mod audit;
 pub mod fees;
+pub mod flagged;
 pub mod followers;
 pub mod payments;
 pub mod receipts;
