@@ -8,6 +8,7 @@
 //! so the same upload is never imported twice. Applying parses and checks again, in
 //! the import's own transaction: a file with a bad row never goes in.
 
+use super::paging::PageNumber;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
@@ -93,7 +94,7 @@ struct ListFilter {
     #[serde(default)]
     status: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -117,13 +118,13 @@ async fn overview(
     console: Console,
     Query(filter): Query<ListFilter>,
 ) -> Result<Response, AppError> {
-    let page = filter.page.unwrap_or(1).max(1);
+    let page = filter.page.get();
     let query = FeeItemQuery {
         academic_year: non_empty(&filter.year),
         item: non_empty(&filter.item),
         status: parse_status(&filter.status),
         limit: PER_PAGE,
-        offset: (page - 1) * PER_PAGE,
+        offset: filter.page.offset(PER_PAGE),
     };
     let (rows, total) = state
         .store

@@ -12,6 +12,7 @@ mod audit;
 mod fees;
 mod followers;
 mod home;
+mod paging;
 mod payments;
 mod receipts;
 mod reconciliation;

@@ -1,6 +1,7 @@
 //! The console's payments: orders by state, channel and day; one order with its items
 //! and notifications; the exceptions the office resolves with a note; the CSV export.
 
+use super::paging::PageNumber;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -58,7 +59,7 @@ struct FilterQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 impl FilterQuery {
@@ -138,7 +139,7 @@ async fn list(
     console: Console,
     Query(query): Query<FilterQuery>,
 ) -> Result<Response, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.get();
     let open_exceptions = state
         .store
         .payment_exceptions(false, 1)
@@ -164,7 +165,7 @@ async fn list(
     };
     let rows = state
         .store
-        .payments_page(&filter, PER_PAGE, (page - 1) * PER_PAGE)
+        .payments_page(&filter, PER_PAGE, query.page.offset(PER_PAGE))
         .await
         .map_err(anyhow::Error::from)?;
     let totals = state

@@ -2,6 +2,7 @@
 //! full ID number, every viewing logged), and the office's changes to a student:
 //! details corrected, password reset to the initial one, WeChat unbound.
 
+use super::paging::PageNumber;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -52,7 +53,7 @@ struct ListQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 async fn list(
@@ -60,11 +61,16 @@ async fn list(
     console: Console,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.get();
     let search = StudentSearch::from_input(&query.q);
     let (rows, total) = state
         .store
-        .search_students(&search, PER_PAGE, (page - 1) * PER_PAGE, state.clock.now())
+        .search_students(
+            &search,
+            PER_PAGE,
+            query.page.offset(PER_PAGE),
+            state.clock.now(),
+        )
         .await
         .map_err(anyhow::Error::from)?;
     // A whole ID number is not echoed into the list page (box or links): only masked.
