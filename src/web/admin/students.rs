@@ -217,7 +217,7 @@ impl CorrectForm {
     /// Checked with the import's rules; the first problem found.
     fn correction(&self) -> Result<StudentCorrection, StudentFieldError> {
         Ok(StudentCorrection {
-            name: check_name(&self.name)?.to_owned(),
+            name: check_name(&self.name)?,
             gender: Gender::parse(&self.gender)?,
             grade: parse_grade(&self.grade)?,
             class_name: check_class_name(&self.class_name)?.to_owned(),
