@@ -359,7 +359,15 @@ async fn run_import(
     bytes: &[u8],
     apply_as: Option<&ImportedFile<'_>>,
 ) -> Result<Result<Checked, String>, AppError> {
-    let table = match read_table_bytes(file_name, bytes) {
+    // Unpacking and reading a file of up to 50 MiB is work for a blocking thread,
+    // not for the workers that answer every other request.
+    let (name, owned) = (file_name.to_owned(), bytes.to_vec());
+    let read = tokio::task::spawn_blocking(move || read_table_bytes(&name, &owned))
+        .await
+        .map_err(|error| {
+            AppError::Internal(anyhow::anyhow!("reading an upload failed: {error}"))
+        })?;
+    let table = match read {
         Ok(table) => table,
         Err(error) => return Ok(Err(error.to_string())),
     };
