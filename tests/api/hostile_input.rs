@@ -4,12 +4,13 @@
 use std::io::Write;
 use std::process::Command;
 
-use campus_pay::store::AdminRole;
+use campus_pay::sandbox::wechat_pay::Tamper;
+use campus_pay::store::{AdminRole, NotificationVerdict};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
 use crate::support::admin::FINANCE;
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, element_text};
 use crate::support::seed::{ZHANG_SAN, item_statuses, paying_app};
 use crate::support::{TestApp, spawn_app};
 
@@ -201,4 +202,178 @@ fn the_cli_import_refuses_a_hostile_xlsx_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Every notification stored, whatever its verdict.
+async fn stored_notifications(app: &TestApp) -> u64 {
+    let mut total = 0;
+    for verdict in [
+        NotificationVerdict::Accepted,
+        NotificationVerdict::Duplicate,
+        NotificationVerdict::Refused,
+    ] {
+        total += app
+            .state
+            .store
+            .count_notifications(verdict)
+            .await
+            .expect("count");
+    }
+    total
+}
+
+/// The refusals counted for `channel` in /metrics, all reasons together.
+async fn refusals_counted(app: &TestApp, channel: &str) -> u64 {
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series = format!("campuspay_notifications_refused_total{{channel=\"{channel}\"");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn open_exceptions(console: &mut Browser<'_>) -> String {
+    let listed = console.get("/admin/payments").await;
+    element_text(&listed.body, "open-exceptions").unwrap_or_default()
+}
+
+/// 200 unsigned or forged posts to each channel's notify address store nothing and put
+/// nothing on the office's exception list (they once added a 64 KiB row and an open
+/// exception each); they are counted. A verified notification about our order still
+/// reaches the office, and a genuine payment is still applied.
+#[tokio::test]
+async fn refused_notifications_are_counted_not_stored() {
+    let app = paying_app().await;
+    let mut browser = Browser::signed_in_pc(&app, ZHANG_SAN, "31002X").await;
+    let fees = browser.get("/fees").await;
+    let csrf = fees.csrf();
+    let mut form = vec![("csrf", csrf.as_str())];
+    let ids = Browser::item_ids(&fees);
+    form.extend(ids.iter().map(|id| ("item", id.as_str())));
+    let qr = browser.post("/pay/wechat", &form).await;
+    assert_eq!(qr.status, StatusCode::OK, "{}", qr.body);
+    let number = element_text(&qr.body, "order-number").expect("an order");
+    app.pay.pay_silently(&number).expect("paid at WeChat");
+    let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
+    assert_eq!(open_exceptions(&mut console).await, "0");
+
+    let padding = "x".repeat(60 * 1024);
+    let wrong_key = app
+        .pay
+        .notification_for(&number, Tamper::WrongKey)
+        .expect("built");
+    for round in 0..200 {
+        // WeChat: half signed with a key that is not WeChat's, half unsigned and large.
+        let mut request = app.client.post(format!("{}/pay/notify/wechat", app.url));
+        if round % 2 == 0 {
+            request = request.body(wrong_key.body.clone());
+            for (name, value) in &wrong_key.headers {
+                request = request.header(name, value);
+            }
+        } else {
+            request = request
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"id":"{round}","padding":"{padding}"}}"#));
+        }
+        let answer = request.send().await.expect("answered");
+        assert!(answer.status().is_client_error(), "{}", answer.status());
+
+        // Alipay and the bank: forms naming our order, unsigned or with a made-up sign.
+        let forged_alipay = format!(
+            "out_trade_no={number}&trade_no=2026{round}&total_amount=6050.50&trade_status=TRADE_SUCCESS&app_id=2021000000000000&sign_type=RSA2&sign=Zm9yZ2Vk{round}&padding={padding}"
+        );
+        let forged_abc = format!(
+            "MSG=PE1TRz48T3JkZXJObz57bnVtYmVyfTwvT3JkZXJObz48L01TRz4%3D&Signature=Zm9yZ2Vk{round}&padding={padding}"
+        );
+        for (path, body) in [
+            ("/pay/notify/alipay", forged_alipay),
+            ("/pay/notify/abc", forged_abc),
+        ] {
+            let answer = app
+                .client
+                .post(format!("{}{path}", app.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("answered");
+            assert!(
+                answer.status().is_client_error(),
+                "{path}: {}",
+                answer.status()
+            );
+            assert_ne!(answer.text().await.expect("body"), "success", "{path}");
+        }
+    }
+    assert_eq!(stored_notifications(&app).await, 0, "nothing stored");
+    assert_eq!(
+        open_exceptions(&mut console).await,
+        "0",
+        "nothing for the office"
+    );
+    for channel in ["wechat", "alipay", "abc"] {
+        assert!(refusals_counted(&app, channel).await >= 200, "{channel}");
+    }
+
+    // Verified, about our order, but with another amount: the office must see that.
+    let wrong_amount = app
+        .pay
+        .notification_for(&number, Tamper::WrongAmount(1))
+        .expect("built");
+    let mut request = app
+        .client
+        .post(format!("{}/pay/notify/wechat", app.url))
+        .body(wrong_amount.body.clone());
+    for (name, value) in &wrong_amount.headers {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.expect("answered");
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let refused = app
+        .state
+        .store
+        .count_notifications(NotificationVerdict::Refused)
+        .await
+        .expect("count");
+    assert_eq!(refused, 1, "the verified one is kept");
+    let page = console.get("/admin/payments/exceptions").await;
+    assert!(page.body.contains("金额与订单不符"), "{}", page.body);
+
+    // And the genuine payment is applied.
+    let genuine = app
+        .pay
+        .notification_for(&number, Tamper::None)
+        .expect("built");
+    let mut request = app
+        .client
+        .post(format!("{}/pay/notify/wechat", app.url))
+        .body(genuine.body.clone());
+    for (name, value) in &genuine.headers {
+        request = request.header(name, value);
+    }
+    assert!(
+        request
+            .send()
+            .await
+            .expect("answered")
+            .status()
+            .is_success()
+    );
+    let accepted = app
+        .state
+        .store
+        .count_notifications(NotificationVerdict::Accepted)
+        .await
+        .expect("count");
+    assert_eq!(accepted, 1);
+    still_answers(&app).await;
 }
