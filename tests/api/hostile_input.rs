@@ -12,7 +12,7 @@ use reqwest::multipart::{Form, Part};
 use crate::support::admin::FINANCE;
 use crate::support::browser::{Browser, element_text};
 use crate::support::seed::{ZHANG_SAN, item_statuses, paying_app};
-use crate::support::{TestApp, spawn_app};
+use crate::support::{Options, TestApp, spawn_app, spawn_app_with};
 
 async fn still_answers(app: &TestApp) {
     let healthz = app
@@ -375,5 +375,65 @@ async fn refused_notifications_are_counted_not_stored() {
         .await
         .expect("count");
     assert_eq!(accepted, 1);
+    still_answers(&app).await;
+}
+
+/// What a raw client hears before the server closes, waiting at most `bound`.
+async fn heard_within(stream: &mut tokio::net::TcpStream, bound: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut heard = Vec::new();
+    let read = tokio::time::timeout(bound, stream.read_to_end(&mut heard)).await;
+    assert!(read.is_ok(), "still held after {bound:?}: {heard:?}");
+    String::from_utf8_lossy(&heard).into_owned()
+}
+
+/// A request that promises a body and never sends it, and one whose headers never end,
+/// are answered (408) or closed within the request timeout: once they were held
+/// forever, each holding a connection and a task.
+#[tokio::test]
+async fn a_stalled_request_is_answered_or_closed_within_the_timeout() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app_with(Options {
+        extra_config: vec![("CAMPUSPAY_REQUEST_TIMEOUT_SECONDS", "1".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let address = app.url.trim_start_matches("http://").to_owned();
+    // The server's timeout is 1 s; give it plenty, but not forever.
+    let bound = std::time::Duration::from_secs(10);
+
+    let started = std::time::Instant::now();
+    let mut body_promised = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    body_promised
+        .write_all(
+            b"POST /pay/notify/wechat HTTP/1.1\r\nHost: campus-pay\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\":",
+        )
+        .await
+        .expect("sent");
+    let heard = heard_within(&mut body_promised, bound).await;
+    assert!(heard.starts_with("HTTP/1.1 408"), "{heard}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "it waited first"
+    );
+
+    let mut headers_unfinished = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    headers_unfinished
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: campus-pay\r\nX-Slow: ")
+        .await
+        .expect("sent");
+    let heard = heard_within(&mut headers_unfinished, bound).await;
+    // hyper closes a connection whose headers do not come in time.
+    assert!(
+        heard.is_empty() || heard.starts_with("HTTP/1.1 408"),
+        "{heard}"
+    );
+
+    // An ordinary request on its own connection is untouched.
     still_answers(&app).await;
 }
