@@ -9,10 +9,10 @@
 //! accepted, the bank 200 or a 4xx. A refusal makes the channel send it again, so a
 //! transient failure on our side heals on the retry.
 
-use axum::Router;
-use axum::body::Bytes;
 use std::net::SocketAddr;
 
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

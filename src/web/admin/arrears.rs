@@ -1,7 +1,6 @@
 //! The console's arrears: what is owed by grade, class or major, the students of a
 //! group, and their list as CSV for the counsellors.
 
-use super::paging::PageNumber;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,6 +9,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::payments::write_csv;
 use super::{Console, csv_bytes, csv_download, csv_writer};
 use crate::domain::money::Fen;

@@ -1,6 +1,5 @@
 //! The audit log, newest first, filtered by who, what and on what.
 
-use super::paging::PageNumber;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -8,6 +7,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::Console;
+use super::paging::PageNumber;
 use crate::store::AuditQuery;
 use crate::web::AppState;
 use crate::web::error::AppError;

@@ -8,7 +8,6 @@
 //! so the same upload is never imported twice. Applying parses and checks again, in
 //! the import's own transaction: a file with a bad row never goes in.
 
-use super::paging::PageNumber;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
@@ -21,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::domain::fee_item::{check_reason, deferral_end};
 use crate::import::{

@@ -5,7 +5,6 @@
 //! and worked through in the background; the browser goes to its report, which says
 //! 进行中 and refreshes itself until the run is done.
 
-use super::paging::PageNumber;
 use std::path::Path;
 
 use axum::extract::{Path as UrlPath, Query, State};
@@ -15,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::jobs::followers::{CheckError, FollowerCheck, NO_REMOVAL_API};
 use crate::web::AppState;

@@ -1,7 +1,6 @@
 //! The console's payments: orders by state, channel and day; one order with its items
 //! and notifications; the exceptions the office resolves with a note; the CSV export.
 
-use super::paging::PageNumber;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -11,6 +10,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;

@@ -4,7 +4,6 @@
 //!
 //! A run is done in the request: one bill download and one pass over a day's orders.
 
-use super::paging::PageNumber;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -12,6 +11,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::payments::write_csv;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;

@@ -2,7 +2,6 @@
 //! full ID number, every viewing logged), and the office's changes to a student:
 //! details corrected, password reset to the initial one, WeChat unbound.
 
-use super::paging::PageNumber;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Form, debug_handler};
 use serde::Deserialize;
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::domain::student::{
     Gender, StudentFieldError, check_class_name, check_major, check_name, check_student_no,
