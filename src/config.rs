@@ -55,6 +55,9 @@ pub struct Config {
     /// How long one call to WeChat Pay or Alipay may take
     /// (`CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS`); `None`: each channel's own default.
     pub upstream_timeout: Option<Duration>,
+    /// How long a client has to send a request's headers, and then its body and our
+    /// answer to be ready (`CAMPUSPAY_REQUEST_TIMEOUT_SECONDS`, default 30).
+    pub request_timeout: Duration,
     pub wechat: Option<WechatAccountConfig>,
     pub wechat_api_base: Url,
     pub wechat_oauth_base: Url,
@@ -236,6 +239,7 @@ impl Config {
                 .to_owned(),
             order_ttl: order_ttl(vars)?,
             upstream_timeout: upstream_timeout(vars)?,
+            request_timeout: request_timeout(vars)?,
             wechat: wechat_account(vars)?,
             wechat_api_base: vars.url_or("CAMPUSPAY_WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)?,
             wechat_oauth_base: vars
@@ -379,6 +383,18 @@ fn upstream_timeout(vars: &Variables) -> Result<Option<Duration>, ConfigError> {
         _ => Err(ConfigError::new(
             "CAMPUSPAY_UPSTREAM_TIMEOUT_SECONDS",
             "must be a whole number of seconds between 1 and 120",
+        )),
+    }
+}
+
+fn request_timeout(vars: &Variables) -> Result<Duration, ConfigError> {
+    const NAME: &str = "CAMPUSPAY_REQUEST_TIMEOUT_SECONDS";
+    let raw = vars.get(NAME).unwrap_or("30");
+    match raw.trim().parse::<u64>() {
+        Ok(seconds) if (1..=600).contains(&seconds) => Ok(Duration::from_secs(seconds)),
+        _ => Err(ConfigError::new(
+            NAME,
+            "must be a whole number of seconds between 1 and 600",
         )),
     }
 }
@@ -603,6 +619,7 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert_eq!(c.school_name, "武威职业学院");
         assert_eq!(c.order_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert!(c.wechat.is_none() && c.wechat_pay.is_none());
         assert!(c.alipay.is_none() && c.abc.is_none());
         assert_eq!(c.wechat_api_base.as_str(), "https://api.weixin.qq.com/");
@@ -633,6 +650,8 @@ mod tests {
             ("CAMPUSPAY_REDIS_URL", "http://x"),
             ("CAMPUSPAY_ORDER_TTL_MINUTES", "0"),
             ("CAMPUSPAY_ORDER_TTL_MINUTES", "ten"),
+            ("CAMPUSPAY_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("CAMPUSPAY_REQUEST_TIMEOUT_SECONDS", "forever"),
             ("CAMPUSPAY_WECHAT_API_BASE", "::"),
             ("CAMPUSPAY_CLEANUP_SCHEDULE", "every night"),
             ("CAMPUSPAY_CLEANUP_GRACE_DAYS", "-1"),

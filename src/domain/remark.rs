@@ -7,7 +7,7 @@
 //! characters one at a time. The name is never shortened; when even an empty class
 //! does not fit, the remark is grade + name, whatever its length.
 
-use super::student::short_grade;
+use super::student::{name_key, short_grade};
 
 /// WeChat's limit on a remark, in UTF-8 bytes.
 pub const REMARK_MAX_BYTES: usize = 20;
@@ -16,7 +16,7 @@ pub const REMARK_MAX_BYTES: usize = 20;
 /// shortening the class (never the name) when needed.
 pub fn remark_for(grade: i32, class_name: &str, name: &str) -> String {
     let grade = short_grade(grade);
-    let name = without_whitespace(name);
+    let name = name_key(name);
     class_shortenings(&without_whitespace(class_name))
         .into_iter()
         .map(|class| format!("{grade}{class}{name}"))
@@ -37,7 +37,7 @@ pub fn remark_follows_rule(remark: &str, grade: i32, class_name: &str, name: &st
     if remark == remark_for(grade, class_name, name) {
         return true;
     }
-    let name = without_whitespace(name);
+    let name = name_key(name);
     let Some(rest) = remark.strip_suffix(name.as_str()) else {
         return false;
     };

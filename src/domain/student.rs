@@ -93,14 +93,33 @@ pub fn short_grade(grade: i32) -> String {
     format!("{:02}", grade.rem_euclid(100))
 }
 
-/// A name as given, trimmed: required and at most [`MAX_NAME_CHARS`].
-pub fn check_name(name: &str) -> Result<&str, StudentFieldError> {
+/// A name as given, in its one written form ([`normalize_name`]): required and at most
+/// [`MAX_NAME_CHARS`].
+pub fn check_name(name: &str) -> Result<String, StudentFieldError> {
+    let name = normalize_name(name);
     check_required(
-        name,
+        &name,
         MAX_NAME_CHARS,
         StudentFieldError::NameEmpty,
         StudentFieldError::NameTooLong,
-    )
+    )?;
+    Ok(name)
+}
+
+/// A name as stored and shown: trimmed, and every run of whitespace inside it (two
+/// spaces, a tab, a full-width space) one ordinary space: `阿依　古丽` is `阿依 古丽`.
+pub fn normalize_name(name: &str) -> String {
+    name.split(char::is_whitespace)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A name as remarks carry it and as it is looked up by: without any whitespace, so
+/// `阿依 古丽` and the remark `26汽修1班阿依古丽` meet. The remark rule, the follower
+/// check and its query in the store all compare names by this key.
+pub fn name_key(name: &str) -> String {
+    name.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 /// A class name as given, trimmed: required and at most [`MAX_CLASS_CHARS`].
@@ -212,6 +231,17 @@ mod tests {
     }
 
     #[test]
+    fn one_written_form_and_one_key_for_a_name() {
+        assert_eq!(normalize_name("  Li   Ming "), "Li Ming");
+        assert_eq!(normalize_name("阿依\u{3000}古丽"), "阿依 古丽");
+        assert_eq!(name_key("阿依 古丽"), "阿依古丽");
+        assert_eq!(
+            name_key(&normalize_name(" 阿依\t古丽 ")),
+            name_key("阿依古丽")
+        );
+    }
+
+    #[test]
     fn short_grades_have_two_digits() {
         assert_eq!(short_grade(2018), "18");
         assert_eq!(short_grade(2026), "26");
@@ -220,7 +250,11 @@ mod tests {
 
     #[test]
     fn names_and_classes_are_required_and_bounded() {
-        assert_eq!(check_name(" 张三 "), Ok("张三"));
+        assert_eq!(check_name(" 张三 "), Ok("张三".to_owned()));
+        assert_eq!(
+            check_name(" 阿依\u{3000}\t 古丽 "),
+            Ok("阿依 古丽".to_owned())
+        );
         assert_eq!(check_name(" "), Err(StudentFieldError::NameEmpty));
         assert_eq!(
             check_name(&"张".repeat(65)),

@@ -157,7 +157,7 @@ pub fn parse_students_partially(table: &Table) -> Parsed<StudentRow> {
             Some(StudentRow {
                 line: row.line,
                 id_card: id_card?,
-                name: name?.to_owned(),
+                name: name?,
                 gender: gender?,
                 grade: grade?,
                 class_name: class_name?.to_owned(),

@@ -28,6 +28,7 @@ use crate::cache::{CacheError, CacheLock, SharedCache};
 use crate::clock::Clock;
 use crate::config::{CleanupAction, CleanupConfig};
 use crate::domain::remark::{remark_follows_rule, remark_for};
+use crate::domain::student::name_key;
 use crate::store::{
     AuditEntry, CheckCounts, CheckProgress, NewCheckRun, RemarkStudent, Store, StoreError,
 };
@@ -426,17 +427,19 @@ impl<'a> Run<'a> {
             .filter(|remark| !remark.trim().is_empty())
             .collect();
         let students = self.check.store.students_named_in(&remarks).await?;
-        let mut by_name: HashMap<&str, Vec<RemarkStudent>> = HashMap::new();
+        // Keyed as remarks carry names (no whitespace): `阿依 古丽` is `阿依古丽` there.
+        let mut by_name: HashMap<String, Vec<RemarkStudent>> = HashMap::new();
         for student in &students {
             by_name
-                .entry(student.name.as_str())
+                .entry(name_key(&student.name))
                 .or_default()
                 .push(student.clone());
         }
         for info in &infos {
+            let remark = name_key(&info.remark);
             let candidates: Vec<RemarkStudent> = by_name
                 .iter()
-                .filter(|(name, _)| without_whitespace(&info.remark).ends_with(*name))
+                .filter(|(name, _)| remark.ends_with(name.as_str()))
                 .flat_map(|(_, students)| students.iter().cloned())
                 .collect();
             let student = bound.get(&info.openid);
@@ -686,10 +689,6 @@ impl<'a> Run<'a> {
 fn drifted(remark: &str, student: &RemarkStudent) -> Option<String> {
     let expected = remark_for(student.grade, &student.class_name, &student.name);
     (remark != expected).then_some(expected)
-}
-
-fn without_whitespace(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 #[cfg(test)]

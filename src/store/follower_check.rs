@@ -32,6 +32,11 @@ pub struct RemarkStudent {
 /// A remark names its student at its end; names are not longer than this.
 const NAME_MAX_CHARS: usize = 20;
 
+/// A student's name as the remark carries it (`domain::student::name_key`): without the
+/// whitespace a name can hold (`阿依 古丽`), so the remark's suffix `阿依古丽` finds it.
+/// Imports store one ordinary space; tabs and full-width spaces are for older rows.
+const NAME_KEY_SQL: &str = "REPLACE(REPLACE(REPLACE(\"name\", ' ', ''), '\u{3000}', ''), '\t', '')";
+
 /// A run as it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCheckRun<'a> {
@@ -225,7 +230,10 @@ impl Store {
             .column(students::Column::Name)
             .column(students::Column::Grade)
             .column(students::Column::ClassName)
-            .filter(students::Column::Name.is_in(names))
+            .filter(sea_orm::sea_query::ExprTrait::is_in(
+                Expr::cust(NAME_KEY_SQL),
+                names,
+            ))
             .into_tuple()
             .all(&self.db)
             .await

@@ -7,6 +7,7 @@ pub mod login_guard;
 pub mod notify;
 pub mod observe;
 pub mod request_id;
+pub mod serve;
 pub mod session;
 pub mod students;
 pub mod text;
@@ -285,11 +286,8 @@ impl App {
             self.state.cache.clone(),
             metrics,
         ));
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the server stopped with an error")?;
+        let request_timeout = self.state.config.request_timeout;
+        serve::serve(self.listener, router(self.state), request_timeout, shutdown).await;
         sweeper.abort();
         if tokio::time::timeout(Duration::from_secs(10), background.drain())
             .await

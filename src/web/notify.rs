@@ -1,14 +1,19 @@
 //! `POST /pay/notify/{wechat,alipay,abc}`: the channels' payment notifications. Each
-//! provider's raw body is verified before anything else reads it; every notification
-//! is stored with our verdict; a payment is applied through the same idempotent path
+//! provider's raw body is verified before anything else reads it; a notification that
+//! names one of our orders is stored with our verdict (one that fails verification,
+//! or names no order of ours, is only counted and logged in one short line: anyone can
+//! post those, and storing them filled the disk and the office's exception list); a
+//! payment is applied through the same idempotent path
 //! as a query ([`crate::pay::checkout::Checkout::apply`]). Each provider then hears its
 //! own words: WeChat 204 or `{"code":"FAIL",…}`, Alipay the text `success` only when
 //! accepted, the bank 200 or a 4xx. A refusal makes the channel send it again, so a
 //! transient failure on our side heals on the retry.
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -45,13 +50,21 @@ struct Received<'a> {
     channel: NotificationChannel,
     headers: &'a HeaderMap,
     body: &'a [u8],
+    /// Who sent it (the peer, or nginx's `X-Real-IP`), for the log of a refusal.
+    peer: SocketAddr,
 }
 
-async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn wechat(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let received = Received {
         channel: NotificationChannel::Wechat,
         headers: &headers,
         body: &body,
+        peer,
     };
     let outcome = match state.wechat_pay.clone() {
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
@@ -78,11 +91,17 @@ async fn wechat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 /// WeChat Pay's refund notifications: verified like payments, matched to our refund
 /// by its number, order and amount, applied through the same path as a query.
-async fn wechat_refund(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn wechat_refund(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let received = Received {
         channel: NotificationChannel::Wechat,
         headers: &headers,
         body: &body,
+        peer,
     };
     let outcome = match state.wechat_pay.clone() {
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
@@ -166,11 +185,17 @@ async fn apply_refund(
     }
 }
 
-async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn alipay(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let received = Received {
         channel: NotificationChannel::Alipay,
         headers: &headers,
         body: &body,
+        peer,
     };
     let outcome = match state.alipay.clone() {
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
@@ -211,11 +236,17 @@ async fn alipay(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-async fn abc(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn abc(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let received = Received {
         channel: NotificationChannel::Abc,
         headers: &headers,
         body: &body,
+        peer,
     };
     let outcome = match state.abc.clone() {
         None => Outcome::Refused("not_configured", StatusCode::NOT_FOUND),
@@ -336,6 +367,11 @@ async fn apply_verified(
     }
 }
 
+/// Refuses a notification: counted by channel and reason, logged in one short line
+/// (size, reason, address; never the body), and stored for the office only when it is
+/// a verified notification about one of our orders (`order_id`). A refusal before
+/// verification, or one naming no order of ours, is anyone's to send as often as they
+/// like: it must cost no disk and put nothing on the office's exception list.
 async fn refuse(
     state: &AppState,
     received: &Received<'_>,
@@ -344,18 +380,29 @@ async fn refuse(
     label: &'static str,
     status: StatusCode,
 ) -> Outcome {
-    tracing::warn!(channel = ?received.channel, reason = label, "payment notification refused");
     let channel = channel_label(received.channel);
+    let address = crate::web::students::client_address(Some(received.peer), received.headers)
+        .map_or_else(|| "-".to_owned(), |address| address.to_string());
+    tracing::warn!(
+        channel,
+        reason = label,
+        size = received.body.len(),
+        %address,
+        stored = order_id.is_some(),
+        "payment notification refused"
+    );
     state.metrics.notification_refused(channel, label);
-    record(
-        state,
-        received,
-        out_trade_no,
-        order_id,
-        NotificationVerdict::Refused,
-        Some(label),
-    )
-    .await;
+    if order_id.is_some() {
+        record(
+            state,
+            received,
+            out_trade_no,
+            order_id,
+            NotificationVerdict::Refused,
+            Some(label),
+        )
+        .await;
+    }
     Outcome::Refused(label, status)
 }
 
@@ -433,8 +480,8 @@ fn wechat_answer(outcome: Outcome) -> Response {
     }
 }
 
-/// A notification that could not be read or verified: stored as refused, answered with
-/// the status its reason calls for (400 when the reason names none).
+/// A notification that could not be read or verified: counted and logged, never
+/// stored; answered with the status its reason calls for (400 when it names none).
 async fn refuse_unread(
     state: &AppState,
     received: &Received<'_>,

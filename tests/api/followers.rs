@@ -464,3 +464,51 @@ async fn one_run_at_a_time() {
     lock.release().await.unwrap();
     assert!(try_check(&app, CleanupAction::Tag, true).await.is_ok());
 }
+
+/// A name with an inner space (here a full-width one, as a roll typed in Excel has it)
+/// is one name everywhere: the import stores one written form, the remark rule leaves
+/// the space out, and the check finds the student by the remark without it. Such a
+/// follower once read as non-compliant (and could be blacklisted).
+#[tokio::test]
+async fn a_follower_of_a_student_whose_name_has_an_inner_space_complies() {
+    use campus_pay::import::read::read_table_bytes;
+    use campus_pay::import::students::parse_students;
+
+    let app = spawn_app().await;
+    let now = app.clock.now();
+    let roll =
+        "身份证号,姓名,性别,年级,班级\n650102200608010027,阿依\u{3000}古丽,女,2026,汽修1班\n";
+    let students = parse_students(&read_table_bytes("students.csv", roll.as_bytes()).unwrap())
+        .expect("a valid roll");
+    assert_eq!(students[0].name, "阿依 古丽", "one written form");
+    app.state
+        .store
+        .import_students(&students, now, true)
+        .await
+        .expect("imported");
+    let old = now - TimeDelta::days(30);
+    let follower = |openid: &str, remark: &str| SandboxFollower {
+        openid: openid.into(),
+        subscribe_time: old,
+        remark: remark.into(),
+    };
+    app.sandbox.add_followers(vec![
+        // What the rule (and binding) writes: no space.
+        follower("o_rule", "26汽修1班阿依古丽"),
+        // Typed by hand with the space: whitespace is ignored by the rule.
+        follower("o_typed", "26汽修1班阿依 古丽"),
+        follower("o_other", "26汽修1班古丽"),
+    ]);
+
+    let report = check(&app, CleanupAction::Blacklist, false).await;
+    assert_eq!(report.counts.compliant, 2, "{report:?}");
+    assert_eq!(report.non_compliant, ["o_other"]);
+    assert!(
+        !app.sandbox
+            .calls()
+            .iter()
+            .filter(|call| call.api == paths::BATCH_BLACKLIST)
+            .any(|call| call.body.contains("o_rule") || call.body.contains("o_typed")),
+        "a compliant follower is never blacklisted"
+    );
+}

@@ -7,6 +7,7 @@ mod console;
 mod faults;
 mod followers;
 mod hardening;
+mod hostile_input;
 mod import;
 mod metrics;
 mod payments;

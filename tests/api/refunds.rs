@@ -880,13 +880,15 @@ async fn forged_refund_notifications_are_refused_and_change_nothing() {
         RefundStatus::Processing
     );
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+    // Only the verified one (wrong amount) is kept for the office; the forged one is
+    // counted, not stored.
     assert_eq!(
         app.state
             .store
             .count_notifications(NotificationVerdict::Refused)
             .await
             .expect("count"),
-        2
+        1
     );
     // The genuine one still goes through.
     let genuine = app

@@ -9,6 +9,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::payments::write_csv;
 use super::{Console, csv_bytes, csv_download, csv_writer};
 use crate::domain::money::Fen;
@@ -42,7 +43,7 @@ struct ScopeQuery {
     #[serde(default)]
     major: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 impl ScopeQuery {
@@ -129,7 +130,7 @@ async fn students(
     let scope = query
         .parse()
         .map_err(|message| AppError::BadRequest(message.to_owned()))?;
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.get();
     let now = state.clock.now();
     let total = state
         .store
@@ -138,7 +139,7 @@ async fn students(
         .map_err(anyhow::Error::from)?;
     let students = state
         .store
-        .students_owing(&scope, now, PER_PAGE, (page - 1) * PER_PAGE)
+        .students_owing(&scope, now, PER_PAGE, query.page.offset(PER_PAGE))
         .await
         .map_err(anyhow::Error::from)?;
     let content = views::students(&views::StudentsPage {

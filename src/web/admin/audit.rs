@@ -7,6 +7,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::Console;
+use super::paging::PageNumber;
 use crate::store::AuditQuery;
 use crate::web::AppState;
 use crate::web::error::AppError;
@@ -28,7 +29,7 @@ struct Filter {
     #[serde(default)]
     target: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -41,13 +42,13 @@ async fn list(
     console: Console,
     Query(filter): Query<Filter>,
 ) -> Result<Response, AppError> {
-    let page = filter.page.unwrap_or(1).max(1);
+    let page = filter.page.get();
     let query = AuditQuery {
         actor: non_empty(&filter.actor),
         action_prefix: non_empty(&filter.action),
         target: non_empty(&filter.target),
         limit: PER_PAGE,
-        offset: (page - 1) * PER_PAGE,
+        offset: filter.page.offset(PER_PAGE),
     };
     let (rows, total) = state
         .store

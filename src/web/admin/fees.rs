@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::domain::fee_item::{check_reason, deferral_end};
 use crate::import::{
@@ -93,7 +94,7 @@ struct ListFilter {
     #[serde(default)]
     status: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -117,13 +118,13 @@ async fn overview(
     console: Console,
     Query(filter): Query<ListFilter>,
 ) -> Result<Response, AppError> {
-    let page = filter.page.unwrap_or(1).max(1);
+    let page = filter.page.get();
     let query = FeeItemQuery {
         academic_year: non_empty(&filter.year),
         item: non_empty(&filter.item),
         status: parse_status(&filter.status),
         limit: PER_PAGE,
-        offset: (page - 1) * PER_PAGE,
+        offset: filter.page.offset(PER_PAGE),
     };
     let (rows, total) = state
         .store
@@ -358,7 +359,15 @@ async fn run_import(
     bytes: &[u8],
     apply_as: Option<&ImportedFile<'_>>,
 ) -> Result<Result<Checked, String>, AppError> {
-    let table = match read_table_bytes(file_name, bytes) {
+    // Unpacking and reading a file of up to 50 MiB is work for a blocking thread,
+    // not for the workers that answer every other request.
+    let (name, owned) = (file_name.to_owned(), bytes.to_vec());
+    let read = tokio::task::spawn_blocking(move || read_table_bytes(&name, &owned))
+        .await
+        .map_err(|error| {
+            AppError::Internal(anyhow::anyhow!("reading an upload failed: {error}"))
+        })?;
+    let table = match read {
         Ok(table) => table,
         Err(error) => return Ok(Err(error.to_string())),
     };

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::jobs::followers::{CheckError, FollowerCheck, NO_REMOVAL_API};
 use crate::web::AppState;
@@ -65,7 +66,7 @@ fn settings<'a>(state: &'a AppState, console: &'a Console) -> Settings<'a> {
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
     /// Set when a run could not start because another one holds the lock.
     #[serde(default)]
     busy: Option<String>,
@@ -80,26 +81,25 @@ async fn list(
         error: query.busy.is_some().then_some(BUSY),
         notice: None,
     };
-    list_page(&state, &console, query.page.unwrap_or(1), &message).await
+    list_page(&state, &console, query.page, &message).await
 }
 
 async fn list_page(
     state: &AppState,
     console: &Console,
-    page: u64,
+    page: PageNumber,
     message: &Message<'_>,
 ) -> Result<Response, AppError> {
-    let page = page.max(1);
     let (runs, total) = state
         .store
-        .check_runs(PER_PAGE, (page - 1) * PER_PAGE)
+        .check_runs(PER_PAGE, page.offset(PER_PAGE))
         .await
         .map_err(anyhow::Error::from)?;
     let content = views::list(
         &settings(state, console),
         message,
         &runs,
-        page,
+        page.get(),
         PER_PAGE,
         total,
     );
@@ -109,7 +109,7 @@ async fn list_page(
 #[derive(Debug, Default, Deserialize)]
 struct RunQuery {
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 async fn show(
@@ -124,7 +124,7 @@ async fn show(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or(AppError::NotFound)?;
-    let content = views::run(&settings(&state, &console), &run, query.page.unwrap_or(1));
+    let content = views::run(&settings(&state, &console), &run, query.page.get());
     let title = format!("关注者检查 #{id}");
     let mut response = console.page(&state, Section::Followers, &title, content);
     if run.finished_at.is_none() {
@@ -201,7 +201,7 @@ async fn menu(
                 error: None,
                 notice: Some(&notice),
             };
-            list_page(&state, &console, 1, &message).await
+            list_page(&state, &console, PageNumber::default(), &message).await
         }
         Err(error) => {
             let reason = format!("菜单推送失败：{:#}", anyhow::Error::from(error));
@@ -210,7 +210,7 @@ async fn menu(
                 error: Some(&reason),
                 notice: None,
             };
-            list_page(&state, &console, 1, &message).await
+            list_page(&state, &console, PageNumber::default(), &message).await
         }
     }
 }

@@ -13,6 +13,7 @@ mod fees;
 mod flagged;
 mod followers;
 mod home;
+mod paging;
 mod payments;
 mod receipts;
 mod reconciliation;

@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
@@ -60,7 +61,7 @@ struct FilterQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 impl FilterQuery {
@@ -140,7 +141,7 @@ async fn list(
     console: Console,
     Query(query): Query<FilterQuery>,
 ) -> Result<Response, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.get();
     let open_exceptions = state
         .store
         .payment_exceptions(false, 1)
@@ -166,7 +167,7 @@ async fn list(
     };
     let rows = state
         .store
-        .payments_page(&filter, PER_PAGE, (page - 1) * PER_PAGE)
+        .payments_page(&filter, PER_PAGE, query.page.offset(PER_PAGE))
         .await
         .map_err(anyhow::Error::from)?;
     let totals = state

@@ -11,6 +11,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::paging::PageNumber;
 use super::payments::write_csv;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;
@@ -46,7 +47,7 @@ impl AppState {
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
     /// Set when a run could not start because the same one is running.
     #[serde(default)]
     busy: Option<String>,
@@ -58,19 +59,18 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, AppError> {
     let error = query.busy.is_some().then_some(BUSY);
-    list_page(&state, &console, query.page.unwrap_or(1), error).await
+    list_page(&state, &console, query.page, error).await
 }
 
 async fn list_page(
     state: &AppState,
     console: &Console,
-    page: u64,
+    page: PageNumber,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
-    let page = page.max(1);
     let (runs, total) = state
         .store
-        .reconciliation_runs(PER_PAGE, (page - 1) * PER_PAGE)
+        .reconciliation_runs(PER_PAGE, page.offset(PER_PAGE))
         .await
         .map_err(anyhow::Error::from)?;
     let yesterday = beijing_yesterday(state.clock.now())
@@ -83,7 +83,7 @@ async fn list_page(
         configured: &state.reconciler().configured_channels(),
         schedule: state.config.reconcile_schedule.source(),
     };
-    let content = views::list(&form, error, &runs, page, PER_PAGE, total);
+    let content = views::list(&form, error, &runs, page.get(), PER_PAGE, total);
     Ok(console.page(state, Section::Reconciliation, "对账", content))
 }
 
@@ -106,11 +106,11 @@ async fn run(
     console.authorize_change(&form.csrf)?;
     let Some(day) = parse_day(&form.date) else {
         let error = format!("日期“{}”无效，应为 YYYY-MM-DD", form.date);
-        return list_page(&state, &console, 1, Some(&error)).await;
+        return list_page(&state, &console, PageNumber::default(), Some(&error)).await;
     };
     let Some(channel) = BillChannel::parse(&form.channel) else {
         let error = format!("渠道“{}”无效", form.channel);
-        return list_page(&state, &console, 1, Some(&error)).await;
+        return list_page(&state, &console, PageNumber::default(), Some(&error)).await;
     };
     match state
         .reconciler()

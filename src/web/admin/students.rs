@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Form, debug_handler};
 use serde::Deserialize;
 
+use super::paging::PageNumber;
 use super::{Console, redirect};
 use crate::domain::student::{
     Gender, StudentFieldError, check_class_name, check_major, check_name, check_student_no,
@@ -53,7 +54,7 @@ struct ListQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
-    page: Option<u64>,
+    page: PageNumber,
 }
 
 async fn list(
@@ -61,7 +62,6 @@ async fn list(
     console: Console,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
     if looks_like_whole_id_number(&query.q) {
         // It is in the address already (and in nginx's log): do not reward that with
         // an answer; the box posts it instead.
@@ -75,7 +75,13 @@ async fn list(
         );
         return Ok(console.page(&state, Section::Students, "学生", content));
     }
-    results_page(&state, &console, &StudentSearch::from_input(&query.q), page).await
+    results_page(
+        &state,
+        &console,
+        &StudentSearch::from_input(&query.q),
+        query.page,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,18 +107,24 @@ async fn search(
     if !looks_like_whole_id_number(&form.q) {
         return Ok(redirect(&views::list_path(form.q.trim(), 1)));
     }
-    results_page(&state, &console, &StudentSearch::from_input(&form.q), 1).await
+    results_page(
+        &state,
+        &console,
+        &StudentSearch::from_input(&form.q),
+        PageNumber::default(),
+    )
+    .await
 }
 
 async fn results_page(
     state: &AppState,
     console: &Console,
     search: &StudentSearch,
-    page: u64,
+    page: PageNumber,
 ) -> Result<Response, AppError> {
     let (rows, total) = state
         .store
-        .search_students(search, PER_PAGE, (page - 1) * PER_PAGE, state.clock.now())
+        .search_students(search, PER_PAGE, page.offset(PER_PAGE), state.clock.now())
         .await
         .map_err(anyhow::Error::from)?;
     // A whole ID number is not echoed into the list page (box or links): only masked.
@@ -121,7 +133,7 @@ async fn results_page(
         StudentSearch::Everyone => views::Searched::Nothing,
         StudentSearch::Text { text, .. } => views::Searched::Text(text),
     };
-    let content = views::list(&shown, &rows, console.csrf(), page, PER_PAGE, total);
+    let content = views::list(&shown, &rows, console.csrf(), page.get(), PER_PAGE, total);
     Ok(console.page(state, Section::Students, "学生", content))
 }
 
@@ -272,7 +284,7 @@ impl CorrectForm {
     /// Checked with the import's rules; the first problem found.
     fn correction(&self) -> Result<StudentCorrection, StudentFieldError> {
         Ok(StudentCorrection {
-            name: check_name(&self.name)?.to_owned(),
+            name: check_name(&self.name)?,
             gender: Gender::parse(&self.gender)?,
             grade: parse_grade(&self.grade)?,
             class_name: check_class_name(&self.class_name)?.to_owned(),

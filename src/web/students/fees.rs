@@ -1,5 +1,7 @@
 //! The fee list and the confirmation step; `paying` takes over from there.
 
+use std::collections::{HashMap, HashSet};
+
 use axum::extract::{RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -56,12 +58,18 @@ pub async fn list(
     Ok(page_response(&state, StatusCode::OK, None, markup))
 }
 
+/// No student has anywhere near this many items in one term; a form with more ticked
+/// is not a person's, and is refused before any of it is compared.
+pub(super) const MAX_TICKED_ITEMS: usize = 64;
+
 /// The posted form: its CSRF token and the ticked item ids (a repeated field, which
 /// `Form` cannot read).
 pub(super) struct TickedItems {
     pub(super) csrf: String,
     pub(super) items: Vec<i64>,
     malformed: bool,
+    /// More than [`MAX_TICKED_ITEMS`] distinct ids: reading stopped there.
+    pub(super) too_many: bool,
 }
 
 pub(super) fn read_ticked(form: &[u8]) -> TickedItems {
@@ -69,19 +77,42 @@ pub(super) fn read_ticked(form: &[u8]) -> TickedItems {
         csrf: String::new(),
         items: Vec::new(),
         malformed: false,
+        too_many: false,
     };
+    // A set, not `items.contains`: a 2 MiB form of ids was once compared pairwise.
+    let mut seen = HashSet::new();
     for (key, value) in url::form_urlencoded::parse(form) {
         match key.as_ref() {
             "csrf" => ticked.csrf = value.into_owned(),
             "item" => match value.parse() {
-                Ok(id) if !ticked.items.contains(&id) => ticked.items.push(id),
-                Ok(_) => {}
+                Ok(id) if seen.contains(&id) => {}
+                Ok(_) if seen.len() >= MAX_TICKED_ITEMS => {
+                    ticked.too_many = true;
+                    break;
+                }
+                Ok(id) => {
+                    seen.insert(id);
+                    ticked.items.push(id);
+                }
                 Err(_) => ticked.malformed = true,
             },
             _ => {}
         }
     }
     ticked
+}
+
+/// The answer to a form with more than [`MAX_TICKED_ITEMS`] items: 422, nothing read
+/// further, nothing changed.
+pub(super) fn too_many_items(state: &AppState, surface: Surface) -> Response {
+    message(
+        state,
+        surface,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "请重新选择",
+        "所选项目过多，请返回重新选择。",
+        (&surface.path("/fees"), "返回缴费项目"),
+    )
 }
 
 /// The ticked items, each still the student's and still payable; or the message why not.
@@ -102,10 +133,15 @@ pub(super) async fn payable_selection(
         .await
         .map_err(anyhow::Error::from)?;
     let list = FeeList::from_records(&records, state.clock.now());
-    let payable: Vec<FeeLine> = list.payable.into_values().flatten().collect();
+    let payable: HashMap<i64, FeeLine> = list
+        .payable
+        .into_values()
+        .flatten()
+        .map(|line| (line.id, line))
+        .collect();
     let mut chosen = Vec::with_capacity(ticked.items.len());
     for id in &ticked.items {
-        match payable.iter().find(|line| line.id == *id) {
+        match payable.get(id) {
             Some(line) => chosen.push(line.clone()),
             None => return Ok(Err("所选项目已缴费或正在支付，请返回刷新后重新选择。")),
         }
@@ -125,6 +161,9 @@ pub async fn confirm(
         Gate::Elsewhere(response) => return Ok(response),
     };
     let ticked = read_ticked(&form);
+    if ticked.too_many {
+        return Ok(too_many_items(&state, surface));
+    }
     if !session.csrf_matches(&ticked.csrf) {
         return Ok(csrf_refused(&state, surface));
     }
@@ -177,5 +216,25 @@ mod tests {
         assert_eq!(ticked.items, [3, 5]);
         assert!(!ticked.malformed);
         assert!(read_ticked(b"item=x").malformed);
+    }
+
+    #[test]
+    fn more_than_the_cap_of_distinct_items_is_too_many() {
+        let form = |count: usize| {
+            (0..count)
+                .map(|id| format!("item={id}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let at_cap = read_ticked(form(MAX_TICKED_ITEMS).as_bytes());
+        assert!(!at_cap.too_many);
+        assert_eq!(at_cap.items.len(), MAX_TICKED_ITEMS);
+        let over = read_ticked(form(MAX_TICKED_ITEMS + 1).as_bytes());
+        assert!(over.too_many);
+        // Repeats of a few ids are not "many": they are one set.
+        let repeats = "item=1&item=2&".repeat(10_000);
+        let ticked = read_ticked(repeats.as_bytes());
+        assert!(!ticked.too_many);
+        assert_eq!(ticked.items, [1, 2]);
     }
 }

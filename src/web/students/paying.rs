@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use qrcode::QrCode;
 use qrcode::render::svg;
 
-use super::fees::{TickedItems, payable_selection, read_ticked};
+use super::fees::{TickedItems, payable_selection, read_ticked, too_many_items};
 use super::{Gate, csrf_refused, gate, message, page_response};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
@@ -36,6 +36,9 @@ async fn ticked_payable(
         Gate::Elsewhere(response) => return Ok(Err(response)),
     };
     let ticked = read_ticked(form);
+    if ticked.too_many {
+        return Ok(Err(too_many_items(state, surface)));
+    }
     if !session.csrf_matches(&ticked.csrf) {
         return Ok(Err(csrf_refused(state, surface)));
     }

@@ -4,6 +4,7 @@
 mod arrears;
 mod fees;
 mod followers;
+mod paging;
 mod payments;
 mod signin;
 mod students;

@@ -188,14 +188,15 @@ async fn a_paid_order_shows_in_the_list_under_its_filters_and_on_its_page() {
 async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
     let app = paying_app().await;
     let number = zhang_san_orders(&app).await;
-    // A forged notification: signed with a key that is not WeChat's.
-    let forged = app
+    // A verified notification about our order with another amount: refused and kept
+    // for the office (a forged one is only counted: anyone can send those).
+    let wrong_amount = app
         .pay
-        .notification_for(&number, Tamper::WrongKey)
+        .notification_for(&number, Tamper::WrongAmount(1))
         .expect("built");
     assert_eq!(
-        post_notification(&app, &forged).await,
-        StatusCode::UNAUTHORIZED
+        post_notification(&app, &wrong_amount).await,
+        StatusCode::BAD_REQUEST
     );
     // The order expires and is closed at WeChat; then the payment arrives anyway.
     app.clock.advance(Duration::from_secs(16 * 60));
@@ -234,7 +235,7 @@ async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
     assert!(open_orders.contains("订单关闭后收到支付"));
     let open_notifications = table(&seen.body, "open-notifications");
     assert!(
-        open_notifications.contains("签名验证失败"),
+        open_notifications.contains("金额与订单不符"),
         "{open_notifications}"
     );
     assert!(!seen.body.contains("标记为已处理"), "no forms for a viewer");
@@ -311,7 +312,7 @@ async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
             &notification_action,
             &[
                 ("csrf", &finance_csrf),
-                ("note", "伪造通知，未入账，已报信息中心"),
+                ("note", "金额不符，未入账，已与微信核对"),
             ],
         )
         .await;
@@ -337,7 +338,7 @@ async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
     );
     assert_eq!(
         rows[0].entry.before.as_ref().expect("before")["reason"],
-        "signature"
+        "amount"
     );
 
     // Gone from the open lists, shown under 已处理 with who and the note.
@@ -357,7 +358,7 @@ async fn exceptions_are_resolved_once_with_a_note_by_finance_only() {
         "{done}"
     );
     let done = table(&after_page.body, "resolved-notifications");
-    assert!(done.contains("伪造通知，未入账，已报信息中心"), "{done}");
+    assert!(done.contains("金额不符，未入账，已与微信核对"), "{done}");
     let listed = finance.get("/admin/payments").await;
     assert!(listed.body.contains("异常已处理"));
     assert_eq!(
