@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod faults;
 mod followers;
+mod guards;
 mod import;
 mod metrics;
 mod payments;
