@@ -130,11 +130,17 @@ impl SessionData {
         self.password_typed = password_typed;
     }
 
-    /// Forgets the student (and the WeChat user, so that only a new OAuth round trip,
-    /// which only that user can complete, brings the binding back).
+    /// Forgets the student and the WeChat user, so that only a new OAuth round trip
+    /// (which only that user can complete) brings a binding back.
     pub fn sign_out_student(&mut self) {
-        self.student_id = None;
+        self.forget_student();
         self.openid = None;
+    }
+
+    /// Forgets the student but keeps the WeChat user OAuth proved: for a session whose
+    /// binding moved away, whose next step is the binding form.
+    pub fn forget_student(&mut self) {
+        self.student_id = None;
         self.signed_in_on = None;
         self.signed_in_at = None;
         self.generation = None;

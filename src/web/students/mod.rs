@@ -292,18 +292,11 @@ async fn gate(
         );
         return Ok(Gate::Elsewhere(redirect(state, None, surface.entry())));
     }
-    let generation = student_generation(&state.cache, student_id)
+    let student = state
+        .store
+        .find_student(student_id)
         .await
         .map_err(anyhow::Error::from)?;
-    let student = if session.data.student_sign_in_holds(&generation, now) {
-        state
-            .store
-            .find_student(student_id)
-            .await
-            .map_err(anyhow::Error::from)?
-    } else {
-        None
-    };
     let still_bound = |student: &StudentAccount| match surface {
         Surface::Pc => true,
         Surface::Mobile => {
@@ -311,21 +304,29 @@ async fn gate(
         }
     };
     let Some(student) = student.filter(still_bound) else {
+        // The binding moved (another WeChat, the office's unbinding): this WeChat user
+        // is back at the binding form.
+        tracing::info!(student = student_id, "session ended: the binding moved");
+        session.data.forget_student();
+        return Ok(Gate::Elsewhere(
+            save_and_redirect(state, &mut session, surface.entry()).await?,
+        ));
+    };
+    let generation = student_generation(&state.cache, student_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !session.data.student_sign_in_holds(&generation, now) {
+        // A password change, a reset or an unbinding ended it (or it is too old): only
+        // signing in again brings the student back, on mobile through WeChat's OAuth.
         tracing::info!(
             student = student_id,
             "session ended: its sign-in no longer holds"
         );
         session.data.sign_out_student();
-        sessions
-            .save(&mut session, now)
-            .await
-            .map_err(anyhow::Error::from)?;
-        return Ok(Gate::Elsewhere(redirect(
-            state,
-            Some(&session),
-            surface.entry(),
-        )));
-    };
+        return Ok(Gate::Elsewhere(
+            save_and_redirect(state, &mut session, surface.entry()).await?,
+        ));
+    }
     if student.must_change_password && !allow_initial_password {
         return Ok(Gate::Elsewhere(redirect(
             state,
