@@ -340,12 +340,15 @@ mod tests {
         assert_eq!(fail_once(&guard, &attempt("a", Some("o"))).await, Ok(()));
     }
 
+    /// The n-th guesser of a burst: account, openid, address.
+    type Guesser = fn(usize) -> (String, Option<String>, IpAddr);
+
     /// Many guesses at once, each held until all have asked: no more than the limit are
     /// let through to the password check, on every cache backend and for every counter.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn simultaneous_guesses_get_no_more_reservations_than_the_limit() {
         for guard in guards().await {
-            let cases: [(&str, fn(usize) -> (String, Option<String>, IpAddr), i64); 3] = [
+            let cases: [(&str, Guesser, i64); 3] = [
                 (
                     "one account from many clients",
                     |n| {
