@@ -302,7 +302,8 @@ async fn one_captcha_answer_posted_many_times_at_once_passes_once() {
             *status == StatusCode::BAD_REQUEST && body.contains("验证码已过期")
         })
         .count();
-    assert_eq!(past_the_captcha, 1, "{answers:?}");
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(past_the_captcha, 1, "{statuses:?}");
     assert_eq!(used_up, answers.len() - 1);
 }
 
