@@ -108,6 +108,10 @@ impl Cache for MemoryCache {
         })
     }
 
+    async fn take(&self, key: &str) -> CacheResult<Option<String>> {
+        self.with_entries(key, |entries, _| entries.remove(key).map(|e| e.value))
+    }
+
     async fn delete_if_equals(&self, key: &str, expected: &str) -> CacheResult<bool> {
         self.with_entries(key, |entries, _| {
             if entries.get(key).is_some_and(|e| e.value == expected) {
@@ -128,6 +132,15 @@ impl Cache for MemoryCache {
             let next = entry.value.parse::<i64>().unwrap_or(0).saturating_add(1);
             entry.value = next.to_string();
             next
+        })
+    }
+
+    async fn decrement(&self, key: &str) -> CacheResult<()> {
+        self.with_entries(key, |entries, _| {
+            if let Some(entry) = entries.get_mut(key) {
+                let count = entry.value.parse::<i64>().unwrap_or(0);
+                entry.value = count.saturating_sub(1).max(0).to_string();
+            }
         })
     }
 

@@ -32,6 +32,11 @@ pub trait Cache: Send + Sync + 'static {
 
     async fn delete(&self, key: &str) -> CacheResult<()>;
 
+    /// Reads `key` and deletes it in one step; the value to exactly one caller however
+    /// many ask at once. One-use things (captcha answers) are taken, never read and
+    /// then deleted.
+    async fn take(&self, key: &str) -> CacheResult<Option<String>>;
+
     /// Deletes `key` only while it still holds `expected`; true when deleted. Releases
     /// a lock only by its holder, and drops a token only if it is the one that failed.
     async fn delete_if_equals(&self, key: &str, expected: &str) -> CacheResult<bool>;
@@ -39,6 +44,11 @@ pub trait Cache: Send + Sync + 'static {
     /// Adds one to a counter and returns the new value; the first increment starts
     /// the counter's `ttl` (a fixed window, as rate limits need).
     async fn increment(&self, key: &str, ttl: Duration) -> CacheResult<i64>;
+
+    /// Takes one back from a counter that [`Cache::increment`] raised, keeping its
+    /// window; nothing when the counter is gone (expired) or already at zero, so a late
+    /// release never creates a key or drives one negative.
+    async fn decrement(&self, key: &str) -> CacheResult<()>;
 
     /// Time left before `key` expires; `None` when the key is absent.
     async fn time_to_live(&self, key: &str) -> CacheResult<Option<Duration>>;
@@ -187,6 +197,45 @@ mod contract_tests {
                 clock.advance(Duration::from_secs(61));
                 assert_eq!(cache.increment("c", MINUTE).await.unwrap(), 1);
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn take_gives_the_value_to_exactly_one_caller() {
+        for (cache, _) in backends().await {
+            assert_eq!(cache.take("once").await.unwrap(), None);
+            cache.set("once", "answer", MINUTE).await.unwrap();
+            let takers: Vec<_> = (0..16)
+                .map(|_| {
+                    let cache = cache.clone();
+                    tokio::spawn(async move { cache.take("once").await.unwrap() })
+                })
+                .collect();
+            let mut taken = Vec::new();
+            for taker in takers {
+                taken.extend(taker.await.unwrap());
+            }
+            assert_eq!(taken, vec!["answer".to_owned()]);
+            assert_eq!(cache.get("once").await.unwrap(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn decrement_takes_back_an_increment_but_never_creates_a_key() {
+        for (cache, _) in backends().await {
+            cache.decrement("absent").await.unwrap();
+            assert_eq!(cache.get("absent").await.unwrap(), None);
+            assert_eq!(cache.increment("n", MINUTE).await.unwrap(), 1);
+            assert_eq!(cache.increment("n", MINUTE).await.unwrap(), 2);
+            cache.decrement("n").await.unwrap();
+            cache.decrement("n").await.unwrap();
+            cache.decrement("n").await.unwrap();
+            assert_eq!(cache.get("n").await.unwrap().as_deref(), Some("0"));
+            assert!(
+                cache.time_to_live("n").await.unwrap().is_some(),
+                "the window stays"
+            );
+            assert_eq!(cache.increment("n", MINUTE).await.unwrap(), 1);
         }
     }
 

@@ -13,6 +13,8 @@ pub struct RedisCache {
     prefix: String,
     delete_if_equals: Script,
     increment_with_window: Script,
+    take: Script,
+    decrement_if_positive: Script,
 }
 
 impl RedisCache {
@@ -33,6 +35,14 @@ impl RedisCache {
             ),
             increment_with_window: Script::new(
                 "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
+            ),
+            // GET and DEL in one script rather than GETDEL: Redis before 6.2 lacks it.
+            take: Script::new(
+                "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v",
+            ),
+            // DECR on an absent key would create it without an expiry: only when present.
+            decrement_if_positive: Script::new(
+                "local v = tonumber(redis.call('GET', KEYS[1])) if v and v > 0 then return redis.call('DECR', KEYS[1]) end return 0",
             ),
         })
     }
@@ -91,6 +101,15 @@ impl Cache for RedisCache {
             .map_err(unavailable)
     }
 
+    async fn take(&self, key: &str) -> CacheResult<Option<String>> {
+        let mut connection = self.connection.clone();
+        self.take
+            .key(self.key(key))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn delete_if_equals(&self, key: &str, expected: &str) -> CacheResult<bool> {
         let mut connection = self.connection.clone();
         let deleted: i64 = self
@@ -110,6 +129,16 @@ impl Cache for RedisCache {
             .arg(millis(ttl))
             .invoke_async(&mut connection)
             .await
+            .map_err(unavailable)
+    }
+
+    async fn decrement(&self, key: &str) -> CacheResult<()> {
+        let mut connection = self.connection.clone();
+        self.decrement_if_positive
+            .key(self.key(key))
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map(|_| ())
             .map_err(unavailable)
     }
 

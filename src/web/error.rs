@@ -17,6 +17,9 @@ pub enum AppError {
     Forbidden,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A bounded resource (password hashing) had no turn free in time.
+    #[error("busy: {0}")]
+    Busy(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -28,6 +31,13 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "请先登录".to_owned()),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "没有权限".to_owned()),
             AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason.clone()),
+            AppError::Busy(what) => {
+                tracing::warn!(what, "busy: request refused");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "系统繁忙，请稍后再试".to_owned(),
+                )
+            }
             AppError::Internal(error) if is_cache_outage(error) => {
                 // Sessions, captchas and tokens live in the cache: nothing to do but wait.
                 tracing::warn!(error.cause_chain = ?error, "cache unavailable");

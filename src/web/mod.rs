@@ -6,6 +6,7 @@ pub mod headers;
 pub mod login_guard;
 pub mod notify;
 pub mod observe;
+pub mod password_work;
 pub mod request_id;
 pub mod serve;
 pub mod session;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub alipay: Option<Arc<Alipay>>,
     /// Agricultural Bank of China, when configured.
     pub abc: Option<Arc<Abc>>,
+    /// Turns at argon2 hashing and verification: one per core, process-wide.
+    pub password_work: Arc<password_work::PasswordWork>,
 }
 
 /// Background writes at once: enough to keep PostgreSQL's pool busy, few enough to
@@ -182,6 +185,7 @@ impl AppState {
             account,
             metrics,
             background_writes: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
+            password_work: Arc::new(password_work::PasswordWork::sized_to_cores()),
         })
     }
 }

@@ -49,6 +49,113 @@ pub struct SessionData {
     pub notice: Option<String>,
     /// When the expiry was last pushed back.
     pub touched_at: i64,
+    /// Where the student signed in: a session opens only its own surface's pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_on: Option<SignedInOn>,
+    /// When the student signed in (seconds): a student's session lasts at most
+    /// [`STUDENT_SESSION_MAX_AGE`], however busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_at: Option<i64>,
+    /// The student's session generation when this session signed in; a password
+    /// change, a reset or an unbinding starts a new one and ends the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    /// Signed in by typing the password in this session (not recognised by the
+    /// WeChat binding): the first-login change may then skip asking for it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_typed: bool,
+}
+
+/// The surface a student's session was signed in on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SignedInOn {
+    /// The PC portal, by ID number, password and captcha.
+    Pc,
+    /// The H5 pages, by the WeChat binding.
+    H5,
+}
+
+/// The longest a student's session lives, however busy. It also bounds how long a
+/// session generation must be remembered (see [`end_student_sessions`]).
+pub const STUDENT_SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
+
+fn generation_key(student_id: i64) -> String {
+    format!("student-sessions:{student_id}")
+}
+
+/// The student's current session generation; empty until anything ended their sessions.
+pub async fn student_generation(
+    cache: &SharedCache,
+    student_id: i64,
+) -> Result<String, SessionError> {
+    Ok(cache
+        .get(&generation_key(student_id))
+        .await?
+        .unwrap_or_default())
+}
+
+/// Ends every session of the student, on both surfaces, by starting a new generation;
+/// returns it, so that the session making a change can carry on in it.
+///
+/// The generation is kept a little longer than a session can live: when it expires,
+/// every session that signed in before it was set is past its maximum age anyway, so
+/// none comes back to life.
+pub async fn end_student_sessions(
+    cache: &SharedCache,
+    student_id: i64,
+) -> Result<String, SessionError> {
+    let generation = random_token(12);
+    let keep = STUDENT_SESSION_MAX_AGE + Duration::from_secs(60 * 60);
+    cache
+        .set(&generation_key(student_id), &generation, keep)
+        .await?;
+    Ok(generation)
+}
+
+impl SessionData {
+    /// Marks the session as the student's, signed in now on `on` in `generation`.
+    pub fn sign_in_student(
+        &mut self,
+        student_id: i64,
+        on: SignedInOn,
+        generation: String,
+        password_typed: bool,
+        now: DateTime<Utc>,
+    ) {
+        self.student_id = Some(student_id);
+        self.signed_in_on = Some(on);
+        self.signed_in_at = Some(now.timestamp());
+        self.generation = Some(generation);
+        self.password_typed = password_typed;
+    }
+
+    /// Forgets the student and the WeChat user, so that only a new OAuth round trip
+    /// (which only that user can complete) brings a binding back.
+    pub fn sign_out_student(&mut self) {
+        self.forget_student();
+        self.openid = None;
+    }
+
+    /// Forgets the student but keeps the WeChat user OAuth proved: for a session whose
+    /// binding moved away, whose next step is the binding form.
+    pub fn forget_student(&mut self) {
+        self.student_id = None;
+        self.signed_in_on = None;
+        self.signed_in_at = None;
+        self.generation = None;
+        self.password_typed = false;
+    }
+
+    /// Whether the student's sign-in still holds: not too old, and in the student's
+    /// current generation.
+    pub fn student_sign_in_holds(&self, current_generation: &str, now: DateTime<Utc>) -> bool {
+        let max_age = i64::try_from(STUDENT_SESSION_MAX_AGE.as_secs()).unwrap_or(i64::MAX);
+        let young = self
+            .signed_in_at
+            .is_some_and(|at| now.timestamp() - at <= max_age);
+        young && self.generation.as_deref() == Some(current_generation)
+    }
 }
 
 /// A loaded session: its id and data.
@@ -377,6 +484,12 @@ mod tests {
             Err(down())
         }
         async fn delete_if_equals(&self, _: &str, _: &str) -> crate::cache::CacheResult<bool> {
+            Err(down())
+        }
+        async fn take(&self, _: &str) -> crate::cache::CacheResult<Option<String>> {
+            Err(down())
+        }
+        async fn decrement(&self, _: &str) -> crate::cache::CacheResult<()> {
             Err(down())
         }
         async fn increment(&self, _: &str, _: Duration) -> crate::cache::CacheResult<i64> {

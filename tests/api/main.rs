@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod faults;
 mod followers;
+mod guards;
 mod hardening;
 mod hostile_input;
 mod import;

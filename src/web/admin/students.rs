@@ -22,6 +22,7 @@ use crate::store::{
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::login_guard::LoginGuard;
+use crate::web::session::end_student_sessions;
 use crate::web::students::remark;
 use crate::web::views::admin::Section;
 use crate::web::views::admin::students as views;
@@ -390,6 +391,10 @@ async fn reset_password(
         .unlock(&id_card)
         .await
         .map_err(anyhow::Error::from)?;
+    // Whoever was signed in with the old password is signed in no longer.
+    end_student_sessions(&state.cache, student_id)
+        .await
+        .map_err(anyhow::Error::from)?;
     tracing::info!(admin = %console.admin.username, student = student_id, "student password reset");
     Ok(redirect(&student_path(student_id, Done::PasswordReset)))
 }
@@ -411,6 +416,10 @@ async fn unbind(
         UnbindOutcome::NotFound => return Err(AppError::NotFound),
         UnbindOutcome::NotBound => Done::NotBound,
         UnbindOutcome::Unbound => {
+            // The binding signed those sessions in; without it they end, on both surfaces.
+            end_student_sessions(&state.cache, student_id)
+                .await
+                .map_err(anyhow::Error::from)?;
             tracing::info!(admin = %console.admin.username, student = student_id, "student unbound from WeChat");
             Done::Unbound
         }

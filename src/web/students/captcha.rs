@@ -15,6 +15,7 @@ use captcha::filters::{Noise, Wave};
 
 use crate::web::AppState;
 use crate::web::error::AppError;
+use crate::web::session::Sessions;
 
 pub const CAPTCHA_TTL: Duration = Duration::from_secs(5 * 60);
 /// Letters and digits a person reads without doubt (no 0/O, 1/l/I, 2/Z, 5/S).
@@ -35,10 +36,19 @@ pub async fn image(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let sessions = state.sessions();
+    image_for(&state, &state.sessions(), &headers).await
+}
+
+/// A new picture for the session `sessions` finds in `headers` (the students' or the
+/// console's), its answer kept under [`captcha_key`] of that session.
+pub async fn image_for(
+    state: &AppState,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
     let now = state.clock.now();
     let mut session = sessions
-        .load_or_create(&headers, now)
+        .load_or_create(headers, now)
         .await
         .map_err(anyhow::Error::from)?;
     let (answer, png) = tokio::task::spawn_blocking(draw)
@@ -91,22 +101,18 @@ impl CaptchaRefused {
 }
 
 /// Checks the typed answer, case-insensitively, and uses the captcha up whatever the
-/// outcome: one picture, one try.
+/// outcome: one picture, one try. The answer is taken from the cache in one step, so
+/// that of simultaneous posts of one answer only one gets past it.
 pub async fn check(
     state: &AppState,
     session_id: &str,
     typed: &str,
 ) -> Result<Result<(), CaptchaRefused>, AppError> {
     let key = captcha_key(session_id);
-    let expected = state.cache.get(&key).await.map_err(anyhow::Error::from)?;
+    let expected = state.cache.take(&key).await.map_err(anyhow::Error::from)?;
     let Some(expected) = expected else {
         return Ok(Err(CaptchaRefused::Expired));
     };
-    state
-        .cache
-        .delete(&key)
-        .await
-        .map_err(anyhow::Error::from)?;
     if expected.eq_ignore_ascii_case(typed.trim()) {
         Ok(Ok(()))
     } else {

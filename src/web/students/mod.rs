@@ -3,7 +3,7 @@
 //! list, confirmation); they differ in how a student proves who they are: WeChat
 //! OAuth plus a one-time binding on mobile, a login with a captcha on PC.
 
-mod captcha;
+pub(crate) mod captcha;
 mod fees;
 mod oauth;
 mod password;
@@ -22,7 +22,7 @@ use maud::Markup;
 
 use super::AppState;
 use super::error::AppError;
-use super::session::{Session, Sessions};
+use super::session::{Session, Sessions, SignedInOn, student_generation};
 use super::views::{self, Surface};
 use crate::store::StudentAccount;
 
@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
         .route(
             "/h5/password",
             get(|s, h| password::form(Surface::Mobile, s, h))
-                .post(|s, h, f| password::change(Surface::Mobile, s, h, f)),
+                .post(|s, c, h, f| password::change(Surface::Mobile, s, c, h, f)),
         )
         .route("/h5/fees", get(|s, h| fees::list(Surface::Mobile, s, h)))
         .route(
@@ -66,7 +66,7 @@ pub fn router() -> Router<AppState> {
         .route(
             "/password",
             get(|s, h| password::form(Surface::Pc, s, h))
-                .post(|s, h, f| password::change(Surface::Pc, s, h, f)),
+                .post(|s, c, h, f| password::change(Surface::Pc, s, c, h, f)),
         )
         .route("/fees", get(|s, h| fees::list(Surface::Pc, s, h)))
         .route(
@@ -230,9 +230,41 @@ enum Gate {
     Elsewhere(Response),
 }
 
-/// Lets a signed-in student through. On mobile the session's WeChat user must still be
-/// the one bound to the student: binding from another account ends the old one's
-/// sessions. `allow_initial_password`: the password page itself.
+/// Which session surface a page belongs to.
+fn signed_in_on(surface: Surface) -> SignedInOn {
+    match surface {
+        Surface::Pc => SignedInOn::Pc,
+        Surface::Mobile => SignedInOn::H5,
+    }
+}
+
+/// Marks `session` as the student's, signed in on `surface` in the student's current
+/// session generation. The caller renews the session id first.
+async fn sign_in_student(
+    state: &AppState,
+    session: &mut Session,
+    student_id: i64,
+    surface: Surface,
+    password_typed: bool,
+) -> Result<(), AppError> {
+    let generation = student_generation(&state.cache, student_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    session.data.sign_in_student(
+        student_id,
+        signed_in_on(surface),
+        generation,
+        password_typed,
+        state.clock.now(),
+    );
+    Ok(())
+}
+
+/// Lets a signed-in student through. A session opens only the pages of the surface it
+/// signed in on, and only while what signed it in still holds: on mobile the session's
+/// WeChat user must still be the one bound to the student, and on both, no password
+/// change, reset or unbinding may have ended the student's sessions since.
+/// `allow_initial_password`: the password page itself.
 async fn gate(
     state: &AppState,
     headers: &HeaderMap,
@@ -251,6 +283,15 @@ async fn gate(
     let Some(student_id) = session.data.student_id else {
         return Ok(Gate::Elsewhere(redirect(state, None, surface.entry())));
     };
+    if session.data.signed_in_on != Some(signed_in_on(surface)) {
+        // Another surface's session (or one from before surfaces were recorded): not
+        // signed in here. Left as it is: on its own surface it may still be good.
+        tracing::info!(
+            student = student_id,
+            "session refused: signed in on another surface"
+        );
+        return Ok(Gate::Elsewhere(redirect(state, None, surface.entry())));
+    }
     let student = state
         .store
         .find_student(student_id)
@@ -263,17 +304,29 @@ async fn gate(
         }
     };
     let Some(student) = student.filter(still_bound) else {
-        session.data.student_id = None;
-        sessions
-            .save(&mut session, now)
-            .await
-            .map_err(anyhow::Error::from)?;
-        return Ok(Gate::Elsewhere(redirect(
-            state,
-            Some(&session),
-            surface.entry(),
-        )));
+        // The binding moved (another WeChat, the office's unbinding): this WeChat user
+        // is back at the binding form.
+        tracing::info!(student = student_id, "session ended: the binding moved");
+        session.data.forget_student();
+        return Ok(Gate::Elsewhere(
+            save_and_redirect(state, &mut session, surface.entry()).await?,
+        ));
     };
+    let generation = student_generation(&state.cache, student_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !session.data.student_sign_in_holds(&generation, now) {
+        // A password change, a reset or an unbinding ended it (or it is too old): only
+        // signing in again brings the student back, on mobile through WeChat's OAuth.
+        tracing::info!(
+            student = student_id,
+            "session ended: its sign-in no longer holds"
+        );
+        session.data.sign_out_student();
+        return Ok(Gate::Elsewhere(
+            save_and_redirect(state, &mut session, surface.entry()).await?,
+        ));
+    }
     if student.must_change_password && !allow_initial_password {
         return Ok(Gate::Elsewhere(redirect(
             state,

@@ -14,10 +14,12 @@ use subtle::ConstantTimeEq;
 use super::signin::{SignInRefused, check_credentials, client_address};
 use super::{
     after_sign_in, csrf_refused, message, page_response, redirect, remark, save_and_redirect,
+    sign_in_student,
 };
 use crate::domain::id_card::IdCardNumber;
 use crate::web::AppState;
 use crate::web::error::AppError;
+use crate::web::session::SignedInOn;
 use crate::web::views::Surface;
 use crate::web::views::signin::{self as signin_views, FormState};
 use crate::wechat::api::{ApiError, oauth_authorize_url};
@@ -38,13 +40,21 @@ pub async fn entry(
         .await
         .map_err(anyhow::Error::from)?;
     if let Some(openid) = session.data.openid.clone() {
-        if session.data.student_id.is_none() {
+        let signed_in_here = session.data.signed_in_on == Some(SignedInOn::H5);
+        if session.data.student_id.is_none() || !signed_in_here {
+            // Recognised by the binding: the WeChat user this session's OAuth proved.
             let student = state
                 .store
                 .find_student_by_openid(&openid)
                 .await
                 .map_err(anyhow::Error::from)?;
-            session.data.student_id = student.as_ref().map(|student| student.id);
+            match student {
+                Some(student) => {
+                    sign_in_student(&state, &mut session, student.id, Surface::Mobile, false)
+                        .await?;
+                }
+                None => session.data.student_id = None,
+            }
         }
         let to = match session.data.student_id {
             Some(_) => "/h5/fees",
@@ -169,8 +179,11 @@ pub async fn callback(
         .find_student_by_openid(&identity.openid)
         .await
         .map_err(anyhow::Error::from)?;
-    session.data.student_id = student.map(|student| student.id);
+    session.data.sign_out_student();
     session.data.openid = Some(identity.openid);
+    if let Some(student) = student {
+        sign_in_student(&state, &mut session, student.id, Surface::Mobile, false).await?;
+    }
     save_and_redirect(&state, &mut session, "/h5").await
 }
 
@@ -275,7 +288,7 @@ pub async fn bind(
         .renew(&mut session)
         .await
         .map_err(anyhow::Error::from)?;
-    session.data.student_id = Some(student.id);
+    sign_in_student(&state, &mut session, student.id, Surface::Mobile, true).await?;
     if outcome.replaced_openid.is_some() {
         session.data.notice =
             Some("你的信息原先绑定在另一个微信号上，该微信号已解除绑定。".to_owned());

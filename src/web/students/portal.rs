@@ -12,10 +12,12 @@ use serde::Deserialize;
 
 use super::captcha;
 use super::signin::{SignInRefused, check_credentials, client_address};
-use super::{after_sign_in, csrf_refused, page_response, redirect, save_and_redirect};
+use super::{
+    after_sign_in, csrf_refused, page_response, redirect, save_and_redirect, sign_in_student,
+};
 use crate::web::AppState;
 use crate::web::error::AppError;
-use crate::web::session::Session;
+use crate::web::session::{Session, SignedInOn};
 use crate::web::views::Surface;
 use crate::web::views::signin::{FormState, portal_login};
 
@@ -27,7 +29,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<R
         .load_or_create(&headers, now)
         .await
         .map_err(anyhow::Error::from)?;
-    if session.data.student_id.is_some() {
+    if session.data.student_id.is_some() && session.data.signed_in_on == Some(SignedInOn::Pc) {
         return Ok(redirect(&state, None, "/fees"));
     }
     sessions
@@ -110,7 +112,7 @@ pub async fn login(
         .renew(&mut session)
         .await
         .map_err(anyhow::Error::from)?;
-    session.data.student_id = Some(student.id);
+    sign_in_student(&state, &mut session, student.id, Surface::Pc, true).await?;
     save_and_redirect(&state, &mut session, &after_sign_in(Surface::Pc, &student)).await
 }
 

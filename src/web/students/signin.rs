@@ -1,6 +1,6 @@
 //! Checking a student's ID number and password, the same way for the PC portal and
-//! the H5 binding: lockout first, one answer for "no such student" and "wrong
-//! password", argon2 off the async threads.
+//! the H5 binding: the guess counted first, one answer for "no such student" and
+//! "wrong password", argon2 off the async threads and in turn.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -37,8 +37,10 @@ impl SignInRefused {
     }
 }
 
-/// Checks the ID number and password; counts failures against the account and the
-/// client. `Err(AppError)` only for infrastructure failures.
+/// Checks the ID number and password. The guess is counted against the account and
+/// the client before the password is looked at (see [`LoginGuard::reserve`]), and kept
+/// as a failure, cleared by a success, or given back when it could not be checked.
+/// `Err(AppError)` only for infrastructure failures and a server too busy to hash.
 pub async fn check_credentials(
     state: &AppState,
     id_card: &str,
@@ -56,62 +58,77 @@ pub async fn check_credentials(
         address,
         openid,
     };
-    if let Some(refusal) = guard.check(&attempt).await.map_err(anyhow::Error::from)? {
-        tracing::info!(id_card = %id_card, "sign-in refused: locked");
-        return Ok(Err(SignInRefused::Locked(refusal.message())));
+    let reservation = match guard.reserve(&attempt).await.map_err(anyhow::Error::from)? {
+        Ok(reservation) => reservation,
+        Err(refusal) => {
+            tracing::info!(id_card = %id_card, "sign-in refused: locked");
+            return Ok(Err(SignInRefused::Locked(refusal.message())));
+        }
+    };
+    let checked = async {
+        let student = state
+            .store
+            .find_student_by_id_card(id_card.as_str())
+            .await
+            .map_err(anyhow::Error::from)?;
+        let matches =
+            password_matches(state, student.clone(), &id_card, password.to_owned()).await?;
+        Ok::<_, AppError>(student.filter(|_| matches))
     }
-    let student = state
-        .store
-        .find_student_by_id_card(id_card.as_str())
-        .await
-        .map_err(anyhow::Error::from)?;
-    let matches = password_matches(student.clone(), &id_card, password.to_owned()).await?;
-    match student {
-        Some(student) if matches => {
+    .await;
+    match checked {
+        Ok(Some(student)) => {
             guard
-                .record_success(&attempt)
+                .succeeded(reservation)
                 .await
                 .map_err(anyhow::Error::from)?;
             tracing::info!(student = student.id, "student signed in");
             Ok(Ok(student))
         }
-        _ => {
-            guard
-                .record_failure(&attempt)
-                .await
-                .map_err(anyhow::Error::from)?;
+        Ok(None) => {
+            guard.failed(reservation);
             tracing::info!(id_card = %id_card, "sign-in refused: wrong credentials");
             Ok(Err(SignInRefused::WrongCredentials))
+        }
+        Err(error) => {
+            // Not checked (busy, database down): the guess does not count.
+            if let Err(cache) = guard.release(reservation).await {
+                tracing::warn!(error = %cache, "cannot give back a sign-in count");
+            }
+            Err(error)
         }
     }
 }
 
 /// Whether `password` opens the account. Always does one argon2 verification, even for
-/// an unknown ID number or an initial password, so that timing tells nothing.
+/// an unknown ID number or an initial password, so that timing tells nothing; in turn
+/// with every other hash of the process.
 async fn password_matches(
+    state: &AppState,
     student: Option<StudentAccount>,
     id_card: &IdCardNumber,
     password: String,
 ) -> Result<bool, AppError> {
     let initial = password::initial_password(id_card);
-    let matches = tokio::task::spawn_blocking(move || match student {
-        None => {
-            password::verify_password(&password, dummy_hash());
-            false
-        }
-        Some(student) if !student.password_hash.is_empty() => {
-            password::verify_password(&password, &student.password_hash)
-        }
-        Some(student) => match &student.initial_password_hash {
-            Some(hash) => password::verify_password(&password, hash),
+    let matches = state
+        .password_work
+        .run(move || match student {
             None => {
                 password::verify_password(&password, dummy_hash());
-                bool::from(password.as_bytes().ct_eq(initial.as_bytes()))
+                false
             }
-        },
-    })
-    .await
-    .map_err(|error| AppError::Internal(anyhow::anyhow!("password check panicked: {error}")))?;
+            Some(student) if !student.password_hash.is_empty() => {
+                password::verify_password(&password, &student.password_hash)
+            }
+            Some(student) => match &student.initial_password_hash {
+                Some(hash) => password::verify_password(&password, hash),
+                None => {
+                    password::verify_password(&password, dummy_hash());
+                    bool::from(password.as_bytes().ct_eq(initial.as_bytes()))
+                }
+            },
+        })
+        .await?;
     Ok(matches)
 }
 
@@ -123,11 +140,12 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Hashes a new password off the async threads.
-pub async fn hash_new_password(new_password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || password::hash_password(&new_password))
-        .await
-        .map_err(|error| AppError::Internal(anyhow::anyhow!("password hashing panicked: {error}")))?
+/// Hashes a new password, in turn with every other hash of the process.
+pub async fn hash_new_password(state: &AppState, new_password: String) -> Result<String, AppError> {
+    state
+        .password_work
+        .run(move || password::hash_password(&new_password))
+        .await?
         .map_err(|error| AppError::Internal(anyhow::anyhow!("password hashing failed: {error}")))
 }
 

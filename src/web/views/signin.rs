@@ -89,7 +89,15 @@ pub fn bind(school: &str, csrf: &str, form: &FormState<'_>) -> Markup {
 }
 
 /// The first-login password change, on either surface.
-pub fn change_password(surface: Surface, school: &str, csrf: &str, error: Option<&str>) -> Markup {
+/// `/password`; `ask_current`: the form asks for the current password (every change
+/// but the first-login one right after typing it to sign in).
+pub fn change_password(
+    surface: Surface,
+    school: &str,
+    csrf: &str,
+    error: Option<&str>,
+    ask_current: bool,
+) -> Markup {
     page(
         surface,
         school,
@@ -101,6 +109,13 @@ pub fn change_password(surface: Surface, school: &str, csrf: &str, error: Option
                 form method="post" action=(surface.path("/password")) autocomplete="off" {
                     input type="hidden" name="csrf" value=(csrf);
                     div class="cells" {
+                        @if ask_current {
+                            div class="cell" {
+                                label for="current_password" { "当前密码" }
+                                input id="current_password" name="current_password" type="password" maxlength="64" required
+                                    autocomplete="current-password" placeholder="请输入当前密码";
+                            }
+                        }
                         div class="cell" {
                             label for="new_password" { "新密码" }
                             input id="new_password" name="new_password" type="password" maxlength="64" required

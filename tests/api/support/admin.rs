@@ -58,19 +58,41 @@ impl TestApp {
 }
 
 impl Browser<'_> {
-    /// Loads the sign-in form and posts it.
+    /// Loads the sign-in form and posts it, with the captcha's answer (read from the
+    /// cache, as a second instance would) when the form asks for one.
     pub async fn sign_in_to_console(&mut self, username: &str, password: &str) -> Page {
         let form = self.get("/admin/login").await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        let captcha = if form.body.contains("name=\"captcha\"") {
+            self.console_captcha().await
+        } else {
+            String::new()
+        };
         self.post(
             "/admin/login",
             &[
                 ("csrf", &form.csrf()),
                 ("username", username),
                 ("password", password),
+                ("captcha", &captcha),
             ],
         )
         .await
+    }
+
+    /// Loads the console's captcha picture and returns its answer from the cache.
+    pub async fn console_captcha(&mut self) -> String {
+        let (status, png) = self.get_bytes("/admin/captcha").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(png.starts_with(b"\x89PNG"));
+        let session = self.session.clone().expect("a console session");
+        self.app
+            .state
+            .cache
+            .get(&campus_pay::web::students::captcha_key(&session))
+            .await
+            .expect("cache")
+            .expect("the captcha's answer is in the cache")
     }
 
     /// The CSRF token of this console session, read off the home page.

@@ -144,7 +144,15 @@ pub fn pager(page: u64, per_page: u64, total: u64, link: impl Fn(u64) -> String)
 }
 
 /// The sign-in page (outside the frame).
-pub fn sign_in(school: &str, csrf: &str, error: Option<&str>, username: &str) -> Markup {
+/// The console's sign-in; `captcha`: ask for the picture's characters too (after a few
+/// failures from the client's address).
+pub fn sign_in(
+    school: &str,
+    csrf: &str,
+    error: Option<&str>,
+    username: &str,
+    captcha: bool,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -163,6 +171,15 @@ pub fn sign_in(school: &str, csrf: &str, error: Option<&str>, username: &str) ->
                         (csrf_field(csrf))
                         label { "用户名" input id="username" type="text" name="username" value=(username) autocomplete="username" required autofocus; }
                         label { "密码" input id="password" type="password" name="password" autocomplete="current-password" required; }
+                        @if captcha {
+                            label class="captcha" {
+                                "验证码"
+                                input id="captcha" type="text" name="captcha" maxlength="8" autocomplete="off" required;
+                                a href="/admin/login" title="看不清？换一张" {
+                                    img id="captcha-image" src="/admin/captcha" alt="验证码图片，点击换一张" width="120" height="40";
+                                }
+                            }
+                        }
                         button id="sign-in" type="submit" class="btn" { "登录" }
                     }
                 }
