@@ -103,8 +103,8 @@ use campus_pay::sandbox::wechat_api::WechatSandbox;
 use campus_pay::sandbox::wechat_pay::{
     MERCHANT_PRIVATE_KEY_PEM, TradeState as WechatTradeState, WechatPaySandbox,
 };
+use campus_pay::sandbox::wechat_push::PushAesKey;
 use campus_pay::sandbox::wechat_push::{EncryptionMode, WechatPush, subscribe_xml};
-use campus_pay::wechat::crypto::EncodingAesKey;
 use chrono::NaiveDate;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -1506,6 +1506,11 @@ fn run(
     let retries = vec![Duration::from_secs(5), Duration::from_secs(15)];
     wechat_pay.set_notification_retries(retries.clone());
     alipay.set_notification_retries(retries);
+    // Real time here: the sandboxes send their due retries on their own.
+    sandboxes.block_on(async {
+        wechat_pay.deliver_retries_every(Duration::from_millis(500));
+        alipay.deliver_retries_every(Duration::from_millis(500));
+    });
 
     // The operator's environment.
     let proxy_port = free_port()?;
@@ -1602,7 +1607,7 @@ fn run(
     let push = WechatPush {
         token: TOKEN.into(),
         appid: APPID.into(),
-        aes_key: Some(EncodingAesKey::parse(AES_KEY).map_err(|e| anyhow::anyhow!("{e}"))?),
+        aes_key: Some(PushAesKey::parse(AES_KEY).map_err(|e| anyhow::anyhow!("{e}"))?),
     };
     let instance_pids = instances
         .lock()

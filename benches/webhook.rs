@@ -27,9 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use campus_pay::config::{Config, Variables};
+use campus_pay::sandbox::wechat_push::PushAesKey;
 use campus_pay::sandbox::wechat_push::{self, EncryptionMode, SignedPost, WechatPush};
 use campus_pay::web::{App, Services};
-use campus_pay::wechat::crypto::EncodingAesKey;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST};
@@ -703,7 +703,7 @@ async fn drive() -> anyhow::Result<()> {
     let push = WechatPush {
         token: TOKEN.into(),
         appid: APPID.into(),
-        aes_key: Some(EncodingAesKey::parse(AES_KEY).expect("a valid key")),
+        aes_key: Some(PushAesKey::parse(AES_KEY).expect("a valid key")),
     };
     let mut bench = Bench {
         generator: Generator {

@@ -17,10 +17,10 @@ use crate::sandbox::alipay::{AlipaySandbox, SANDBOX_APP_ID};
 use crate::sandbox::merchant;
 use crate::sandbox::wechat_api::WechatSandbox;
 use crate::sandbox::wechat_pay::WechatPaySandbox;
+use crate::sandbox::wechat_push::PushAesKey;
 use crate::sandbox::wechat_push::{self, EncryptionMode, WechatPush};
 use crate::store::AdminRole;
 use crate::web::{App, Services, shutdown_signal};
-use crate::wechat::crypto::EncodingAesKey;
 
 const DEMO_APPID: &str = "wxd3m0campuspay01";
 const DEMO_ACCOUNT: &str = "gh_campuspay_demo";
@@ -134,7 +134,7 @@ pub async fn run() -> anyhow::Result<()> {
     let push = WechatPush {
         token: DEMO_TOKEN.into(),
         appid: DEMO_APPID.into(),
-        aes_key: Some(EncodingAesKey::parse(&aes_key)?),
+        aes_key: Some(PushAesKey::parse(&aes_key)?),
     };
     let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
     print_banner(address, &sandbox);

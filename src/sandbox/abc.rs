@@ -133,7 +133,7 @@ impl AbcSandbox {
                 orders: HashMap::new(),
                 references: true,
             })),
-            clock,
+            clock: clock.split_off(),
             http: reqwest::Client::new(),
         };
         let app = Router::new()
@@ -144,6 +144,12 @@ impl AbcSandbox {
             let _ = axum::serve(listener, app).await;
         });
         Ok(sandbox)
+    }
+
+    /// Sets the bank's clock this far ahead of the app's (negative: behind): its
+    /// `orderTimeoutDate` check and its payment times use it.
+    pub fn set_clock_skew(&self, skew: chrono::TimeDelta) {
+        self.clock.set_skew(skew);
     }
 
     /// What `CAMPUSPAY_ABC_GATEWAY` should be.

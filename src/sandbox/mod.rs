@@ -5,6 +5,7 @@ pub mod abc;
 pub mod alipay;
 pub mod alipay_bills;
 pub mod merchant;
+mod push_crypto;
 pub mod wechat_api;
 pub mod wechat_pay;
 pub mod wechat_push;

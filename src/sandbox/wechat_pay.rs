@@ -20,8 +20,8 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::signature::RsaKeyPair;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Form, Query, State};
@@ -33,10 +33,10 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
 use maud::{DOCTYPE, Markup, html};
 use rand::RngExt;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use rsa::signature::Verifier;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::task::{JoinHandle, JoinSet};
@@ -81,6 +81,27 @@ const MIN_ORDER_LIFETIME: TimeDelta = TimeDelta::minutes(1);
 const MAX_ORDER_LIFETIME: TimeDelta = TimeDelta::days(90);
 /// WeChat gives up on a notification attempt after a few seconds.
 const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// WeChat's retries of a notification not acknowledged: "15s/15s/30s/3m/10m/20m/30m/
+/// 30m/30m/60m/3h/3h/3h/6h/6h (总计 24h4m)" (支付通知 API,
+/// <https://pay.weixin.qq.com/docs/partner/apis/partner-native-payment/payment-notice.html>,
+/// quoted in `wechat-anchors.md`).
+pub const NOTIFICATION_RETRIES: [Duration; 15] = [
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(3 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(20 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(6 * 3600),
+];
 const ALPHANUMERIC: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const DIGITS: &[u8] = b"0123456789";
 const HEX: &[u8] = b"0123456789abcdef";
@@ -271,7 +292,19 @@ pub enum Tamper {
     WrongKey,
     /// Genuinely signed and encrypted, for this other out_trade_no.
     UnknownOrder(String),
+    /// Genuinely signed and encrypted (with our APIv3 key), but the transaction names
+    /// another `appid`: what a merchant serving several apps receives for the others.
+    OtherAppId,
+    /// Genuinely signed and encrypted, but the transaction names another `mchid`.
+    OtherMerchant,
+    /// Genuinely signed and encrypted, but `trade_state` is this (`NOTPAY`, `CLOSED`,
+    /// `PAYERROR`, `REFUND`…) instead of `SUCCESS`, and `success_time` is absent.
+    TradeState(String),
 }
+
+/// An app id and a merchant id that are not the sandbox merchant's.
+const OTHER_APPID: &str = "wx0000000000000000";
+const OTHER_MCHID: &str = "1900000000";
 
 /// How [`WechatPaySandbox::tamper_next_responses`] spoils an answer's signature. The
 /// request itself takes effect as usual: only its answer cannot be trusted.
@@ -326,7 +359,7 @@ impl WechatPaySandbox {
         let base_url = Url::parse(&format!("http://{address}/")).map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
             merchant,
-            clock,
+            clock: clock.split_off(),
             http,
             state: Mutex::new(PayState::default()),
             background: Mutex::new(JoinSet::new()),
@@ -349,6 +382,14 @@ impl WechatPaySandbox {
     /// Serves `https://api.mch.weixin.qq.com/` and the cashier.
     pub fn base_url(&self) -> Url {
         self.base_url.clone()
+    }
+
+    /// Sets WeChat's clock this far ahead of the app's (negative: behind). WeChat
+    /// refuses a request whose timestamp is more than five minutes off its own, and
+    /// signs with its own time ("时间戳…与当前时间相差不能超过5分钟", the API v3 signing
+    /// rules); the app must accept a small skew and refuse a large one.
+    pub fn set_clock_skew(&self, skew: TimeDelta) {
+        self.shared.clock.set_skew(skew);
     }
 
     pub fn merchant(&self) -> &SandboxMerchant {
@@ -426,6 +467,14 @@ impl WechatPaySandbox {
                 let now = self.shared.clock.now();
                 transaction["transaction_id"] = json!(new_transaction_id(now));
             }
+            Tamper::OtherAppId => transaction["appid"] = json!(OTHER_APPID),
+            Tamper::OtherMerchant => transaction["mchid"] = json!(OTHER_MCHID),
+            Tamper::TradeState(state) => {
+                transaction["trade_state"] = json!(state);
+                if let Some(fields) = transaction.as_object_mut() {
+                    fields.remove("success_time");
+                }
+            }
             _ => {}
         }
         let signing = match tamper {
@@ -447,11 +496,32 @@ impl WechatPaySandbox {
         self.shared.state().notification_delay = delay;
     }
 
-    /// After a notification gets no 200/204, it is sent again after each of these
-    /// pauses in turn, in the background, until one succeeds (WeChat's schedule is
-    /// 15s/15s/30s/3m/…; tests compress it). Empty (the default): no retries.
+    /// After a notification gets no 200/204, it is due again after each of these
+    /// pauses in turn, on the sandbox's clock, until one succeeds; the default is
+    /// WeChat's [`NOTIFICATION_RETRIES`]. Nothing is sent on its own: a test advances
+    /// the clock and calls [`Self::deliver_due_retries`].
     pub fn set_notification_retries(&self, schedule: Vec<Duration>) {
         self.shared.state().retry_schedule = schedule;
+    }
+
+    /// Sends every retry that is due by the sandbox's clock (each as often as its
+    /// schedule says it would have been sent by now, stopping at the first 200/204),
+    /// and returns how many were sent.
+    pub async fn deliver_due_retries(&self) -> usize {
+        deliver_due_retries(&self.shared).await
+    }
+
+    /// Where time is real (the demo, the benches): looks for due retries every
+    /// `period` in the background until the sandbox is dropped. Tests call
+    /// [`Self::deliver_due_retries`] instead.
+    pub fn deliver_retries_every(&self, period: Duration) {
+        let shared = self.shared.clone();
+        self.shared.spawn_background(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                deliver_due_retries(&shared).await;
+            }
+        });
     }
 
     /// Every order, in the order they were created.
@@ -534,18 +604,26 @@ impl Drop for WechatPaySandbox {
 }
 
 // ---- keys and crypto, local on purpose ----------------------------------------------
+//
+// WeChat's side signs and encrypts with aws-lc-rs, while our verifier
+// (`pay::wechatpay::keys`) checks signatures with the `rsa` crate and our decryptor
+// (`pay::wechatpay::aead`) opens with `aes-gcm`: a bug in either of ours cannot agree
+// with itself here. (Our own signer is aws-lc-rs, so requests are checked with `rsa`.)
+// RSA-SHA256 PKCS#1 v1.5 and AEAD_AES_256_GCM as WeChat Pay's API v3 documents them
+// (签名生成 / 证书和回调报文解密); checked against the official Go SDK's vectors in
+// `wechat-anchors.md` §3.6 below.
 
 struct Keys {
-    wechatpay: SigningKey<Sha256>,
+    wechatpay: RsaKeyPair,
     merchant: VerifyingKey<Sha256>,
     /// Signs forgeries: a real key that is not WeChat's.
-    forger: SigningKey<Sha256>,
+    forger: RsaKeyPair,
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     let private = |pem: &str| {
-        rsa::PrivateKey::from_pkcs8_pem(pem)
-            .map(SigningKey::<Sha256>::new)
+        pem_der(pem)
+            .and_then(|der| RsaKeyPair::from_pkcs8(&der).ok())
             .expect("the sandbox's PKCS#8 keys parse")
     };
     let merchant = rsa::PublicKey::from_public_key_pem(MERCHANT_PUBLIC_KEY_PEM)
@@ -558,9 +636,27 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     }
 });
 
-fn rsa_sign(key: &SigningKey<Sha256>, message: &[u8]) -> String {
-    let signature: Signature = key.sign(message);
-    STANDARD.encode(signature.to_bytes())
+/// The DER inside a PEM block: the base64 lines between the armour.
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).ok()
+}
+
+/// Base64 of RSA-SHA256 PKCS#1 v1.5 over `message`.
+fn rsa_sign(key: &RsaKeyPair, message: &[u8]) -> String {
+    let mut signature = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        message,
+        &mut signature,
+    )
+    .expect("an RSA key signs any message");
+    STANDARD.encode(signature)
 }
 
 fn rsa_verify(key: &VerifyingKey<Sha256>, message: &[u8], signature_b64: &str) -> bool {
@@ -575,16 +671,12 @@ fn rsa_verify(key: &VerifyingKey<Sha256>, message: &[u8], signature_b64: &str) -
 
 /// AEAD_AES_256_GCM as WeChat uses it: base64(ciphertext ‖ 16-byte tag).
 fn aes_gcm_encrypt(key: &[u8], nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> String {
-    let cipher = Aes256Gcm::new_from_slice(key).expect("the APIv3 key is 32 bytes (checked)");
-    let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(nonce).expect("nonces are 12 bytes");
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    let key = UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .expect("the APIv3 key is 32 bytes (checked)");
+    let nonce = Nonce::try_assume_unique_for_key(nonce).expect("nonces are 12 bytes");
+    let mut sealed = plaintext.to_vec();
+    key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut sealed)
         .expect("AES-GCM encrypts any notification-sized message");
     STANDARD.encode(sealed)
 }
@@ -667,6 +759,8 @@ struct PayState {
     notification_copies: usize,
     notification_delay: Duration,
     retry_schedule: Vec<Duration>,
+    /// Notifications not acknowledged yet, each with its next time.
+    pending_retries: Vec<PendingRetry>,
     payee_name: String,
 }
 
@@ -686,7 +780,8 @@ impl Default for PayState {
             notification_answers: Vec::new(),
             notification_copies: 1,
             notification_delay: Duration::ZERO,
-            retry_schedule: Vec::new(),
+            retry_schedule: NOTIFICATION_RETRIES.to_vec(),
+            pending_retries: Vec::new(),
             payee_name: "沙箱商户".to_owned(),
         }
     }
@@ -999,21 +1094,72 @@ async fn deliver(
         answers.push(answer);
     }
     let acknowledged = answers.iter().any(|(status, _)| is_acknowledged(*status));
-    if !acknowledged && !schedule.is_empty() {
-        let retrying = shared.clone();
-        shared.spawn_background(async move {
-            for pause in schedule {
-                tokio::time::sleep(pause).await;
-                let notification = retrying.build_notification(&transaction, &id, None);
-                let answer = post_notification(&retrying.http, &url, &notification).await;
-                retrying.record_answers(&out_trade_no, std::slice::from_ref(&answer));
-                if is_acknowledged(answer.0) {
-                    break;
-                }
-            }
+    let mut schedule: VecDeque<Duration> = schedule.into();
+    if let (false, Some(first)) = (acknowledged, schedule.pop_front()) {
+        let due = after(shared.clock.now(), first);
+        shared.state().pending_retries.push(PendingRetry {
+            out_trade_no,
+            transaction,
+            id,
+            url,
+            due,
+            remaining: schedule,
         });
     }
     Ok(answers)
+}
+
+/// A notification to send again at `due` (sandbox clock), then after each pause left.
+struct PendingRetry {
+    out_trade_no: String,
+    transaction: Value,
+    id: String,
+    url: String,
+    due: DateTime<Utc>,
+    remaining: VecDeque<Duration>,
+}
+
+/// Sends the retries due by the sandbox's clock; see
+/// [`WechatPaySandbox::deliver_due_retries`].
+async fn deliver_due_retries(shared: &Arc<Shared>) -> usize {
+    let now = shared.clock.now();
+    let due: Vec<PendingRetry> = {
+        let mut state = shared.state();
+        let (due, later) = std::mem::take(&mut state.pending_retries)
+            .into_iter()
+            .partition(|retry| retry.due <= now);
+        state.pending_retries = later;
+        due
+    };
+    let mut sent = 0;
+    for mut retry in due {
+        while retry.due <= now {
+            let notification = shared.build_notification(&retry.transaction, &retry.id, None);
+            let answer = post_notification(&shared.http, &retry.url, &notification).await;
+            sent += 1;
+            shared.record_answers(&retry.out_trade_no, std::slice::from_ref(&answer));
+            if is_acknowledged(answer.0) {
+                break;
+            }
+            let Some(pause) = retry.remaining.pop_front() else {
+                break;
+            };
+            retry.due = after(retry.due, pause);
+            if retry.due > now {
+                shared.state().pending_retries.push(retry);
+                break;
+            }
+        }
+    }
+    sent
+}
+
+/// `pause` after `at`; never, if that is past the calendar.
+fn after(at: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(pause)
+        .ok()
+        .and_then(|pause| at.checked_add_signed(pause))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 // ---- WeChat Pay's errors ------------------------------------------------------------
@@ -2094,10 +2240,16 @@ mod tests {
     use std::sync::atomic::{AtomicU16, Ordering};
     use std::time::Instant;
 
+    use aes_gcm::Aes256Gcm;
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
     use axum::routing::post;
     use reqwest::header::HeaderMap as ReqwestHeaders;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
 
     use super::*;
+    use crate::pay::wechatpay::keys::tests::{GO_SDK_PRIVATE_PEM, GO_SDK_SIGNATURE_OF_SOURCE};
 
     const APPID: &str = "wxd678efh567hg6787";
     const MCHID: &str = "1900000109";
@@ -2977,32 +3129,32 @@ mod tests {
             Err(PayError::NotPaid("CP2025090100000017".to_owned()))
         );
 
-        // Refused, then retried on a compressed schedule until acknowledged.
+        // Refused, then retried on WeChat's schedule, on its clock, until acknowledged.
         receiver.answer(503);
-        probe
-            .sandbox
-            .set_notification_retries(vec![Duration::from_millis(20); 5]);
         let paid = probe.sandbox.pay("CP2025090100000017").await.unwrap();
         assert_eq!(paid.notification_answers[0].0, 503);
+        assert_eq!(probe.sandbox.deliver_due_retries().await, 0, "not yet 15 s");
+        probe.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            probe.sandbox.deliver_due_retries().await,
+            2,
+            "at 15 s and 30 s"
+        );
         receiver.answer(204);
-        receiver.wait_for(8).await;
-        for _ in 0..100 {
-            let acknowledged = probe
-                .sandbox
-                .notification_answers()
-                .iter()
-                .any(|(number, status, _)| number == "CP2025090100000017" && *status == 204);
-            if acknowledged {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        probe.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            probe.sandbox.deliver_due_retries().await,
+            1,
+            "at 60 s, acknowledged"
+        );
+        probe.clock.advance(Duration::from_secs(25 * 3600));
+        assert_eq!(probe.sandbox.deliver_due_retries().await, 0, "stopped");
+        assert_eq!(receiver.received().len(), 10);
         let answers = probe.sandbox.notification_answers();
         let last = answers.last().unwrap();
         assert_eq!((last.0.as_str(), last.1), ("CP2025090100000017", 204));
 
         // Late.
-        probe.sandbox.set_notification_retries(Vec::new());
         probe
             .sandbox
             .set_notification_delay(Duration::from_millis(200));
@@ -3285,5 +3437,38 @@ mod tests {
             .get("/v3/refund/domestic/refunds/R1")
             .await
             .expect_error(404, codes::RESOURCE_NOT_EXISTS);
+    }
+
+    /// wechat-anchors.md §3.6 (a): the official Go SDK's RSA-SHA256 signature of
+    /// "source"; (e): the doc example's request message with the same key.
+    #[test]
+    fn the_sandboxs_own_signer_matches_the_official_vectors() {
+        let key = pem_der(GO_SDK_PRIVATE_PEM)
+            .and_then(|der| RsaKeyPair::from_pkcs8(&der).ok())
+            .expect("the Go SDK's key");
+        assert_eq!(rsa_sign(&key, b"source"), GO_SDK_SIGNATURE_OF_SOURCE);
+        assert_eq!(
+            rsa_sign(
+                &key,
+                b"GET\n/v3/certificates\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n"
+            ),
+            "RjVFHMcrr9NsM4SiNmpFx6QPR99WztxatBshmr/6f7pXnt2YSPAhmNrEEAjWgpOcf5Zxbwl2qdPACOsEOeGrnLD81nVK3ucJq50iD0FAyF11knd1C9ic7zV9Jg3zao0+Wx3yAI6jXx6NLBEfNNspCazrQ+IHsUi04tubSBsT+4LHT9j0rL9axFBl7jVYe7uZ1ZQzap8EokLHDQbYw6qPEOs85+a2rnudh3TCPe81oUfe0zPqwEE6sWxxeSCYx+1mbURsOAN4Z8/uKgOIZxbDAkqYWFb7VOaHFeejC1rsxUc7wkw0zQWxae1giswROXii1DorwdJ3CGlPchx0PyDjkQ=="
+        );
+    }
+
+    /// wechat-anchors.md §3.6 (e): AES-256-GCM with a 32-byte key, as WeChat encrypts
+    /// a notification's resource.
+    #[test]
+    fn the_sandboxs_own_encryption_matches_the_vector() {
+        let plaintext = r#"{"mchid":"1900000109","out_trade_no":"WWZY2025090100000001","trade_state":"SUCCESS","amount":{"total":150000,"currency":"CNY"}}"#;
+        assert_eq!(
+            aes_gcm_encrypt(
+                b"abcdefghijklmnopqrstuvwxyz123456",
+                b"0123456789ab",
+                b"transaction",
+                plaintext.as_bytes()
+            ),
+            "AQfVc95VzuOgKLrKsAYA5B2Bg91aK1qdga4OeqwaqnU2dVU6/ZcynFIosEIAQ0T+4t+FN58ZsEzucGk2p6lxnO1ZkGYAGuMLGFclCmWIYvZz89KY3boPm0hGFrrr4BuQ999GFeud99MTBAs1Zy+VJEYYw99b7QZW/WZ9LTYGGwNZxvv8Qb4yvXrLV4sjD54="
+        );
     }
 }

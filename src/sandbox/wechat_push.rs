@@ -3,7 +3,20 @@
 //! and the reading of our reply the way WeChat reads it.
 //!
 //! The wire structs here are the sandbox's own, so a misspelled element in `wechat`
-//! cannot agree with itself.
+//! cannot agree with itself; so are its signatures and safe-mode crypto
+//! ([`super::push_crypto`]), so a bug in our webhook's crypto cannot either.
+//!
+//! Where each rule comes from (`../shared/research/wechat-anchors.md` quotes the pages):
+//! - every request's query starts `signature`, `timestamp`, `nonce`; POSTs add `openid`,
+//!   and in 兼容/安全模式 `encrypt_type=aes` and `msg_signature` (§2.1, official
+//!   "接入指南" and "消息加解密说明");
+//! - 兼容模式 sends the plaintext elements with `<Encrypt>` beside them, 安全模式 only
+//!   `<ToUserName>` and `<Encrypt>`; a 安全模式 reply must be encrypted, `success` or
+//!   empty (§2.1-2.2, the official FAQ copy cited there);
+//! - an encrypted reply carries `Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce`, its
+//!   signature made with the token over its own timestamp and nonce (§2.2);
+//! - the timestamp is WeChat's clock: tests that skew it against the app's use
+//!   [`WechatPush::signed_post_at`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,9 +24,11 @@ use rand::RngExt;
 use serde::Deserialize;
 use url::form_urlencoded;
 
-use crate::wechat::crypto::{CryptoError, EncodingAesKey, MessageCrypto};
-use crate::wechat::reply::{SUCCESS, push_cdata};
-use crate::wechat::signature::{msg_signature, url_signature, verify};
+pub use super::push_crypto::{PushAesKey, PushCryptoError};
+use super::push_crypto::{decrypt, encrypt, sorted_sha1};
+
+/// What WeChat takes as "no reply" besides an empty body.
+const SUCCESS: &str = "success";
 
 /// The three settings of 消息加解密方式 in the account's console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +47,7 @@ pub struct WechatPush {
     pub token: String,
     pub appid: String,
     /// Needed for [`EncryptionMode::Compatible`] and [`EncryptionMode::Safe`].
-    pub aes_key: Option<EncodingAesKey>,
+    pub aes_key: Option<PushAesKey>,
 }
 
 /// One POST to the server URL: append `?{query}` to it and send `body`.
@@ -60,7 +75,7 @@ pub enum OpenReplyError {
     #[error("no EncodingAESKey is configured")]
     NoAesKey,
     #[error("the encrypted reply does not open: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(#[from] PushCryptoError),
 }
 
 /// The elements of a pushed message the sandbox needs to address the POST.
@@ -165,11 +180,11 @@ impl WechatPush {
         let signature = field(reply.msg_signature, "MsgSignature")?;
         let timestamp = field(reply.time_stamp, "TimeStamp")?;
         let nonce = field(reply.nonce, "Nonce")?;
-        if !verify(&signature, &[&self.token, &timestamp, &nonce, &encrypt]) {
+        if sorted_sha1(&[&self.token, &timestamp, &nonce, &encrypt]) != signature {
             return Err(OpenReplyError::BadSignature);
         }
-        let key = self.aes_key.clone().ok_or(OpenReplyError::NoAesKey)?;
-        Ok(MessageCrypto::new(key, self.appid.clone()).decrypt(&encrypt)?)
+        let key = self.aes_key.as_ref().ok_or(OpenReplyError::NoAesKey)?;
+        Ok(decrypt(key, &self.appid, &encrypt)?)
     }
 
     /// `signature`, `timestamp` and `nonce`: the start of every query WeChat sends.
@@ -180,7 +195,7 @@ impl WechatPush {
     ) -> form_urlencoded::Serializer<'static, String> {
         let mut query = form_urlencoded::Serializer::new(String::new());
         query
-            .append_pair("signature", &url_signature(&self.token, timestamp, nonce))
+            .append_pair("signature", &sorted_sha1(&[&self.token, timestamp, nonce]))
             .append_pair("timestamp", timestamp)
             .append_pair("nonce", nonce);
         query
@@ -195,19 +210,16 @@ impl WechatPush {
         timestamp: &str,
         nonce: &str,
     ) -> String {
-        let encrypt = self.crypto_for_setup().encrypt(xml);
+        let Some(key) = &self.aes_key else {
+            panic!("WechatPush needs an aes_key for compatible or safe mode");
+        };
+        let random: [u8; 16] = rand::rng().random();
+        let encrypt = encrypt(key, &self.appid, &random, xml);
         query.append_pair("encrypt_type", "aes").append_pair(
             "msg_signature",
-            &msg_signature(&self.token, timestamp, nonce, &encrypt),
+            &sorted_sha1(&[&self.token, timestamp, nonce, &encrypt]),
         );
         encrypt
-    }
-
-    fn crypto_for_setup(&self) -> MessageCrypto {
-        match &self.aes_key {
-            Some(key) => MessageCrypto::new(key.clone(), self.appid.clone()),
-            None => panic!("WechatPush needs an aes_key for compatible or safe mode"),
-        }
     }
 }
 
@@ -225,6 +237,13 @@ fn compatible_body(xml: &str, encrypt: &str) -> String {
         Some(end) => format!("{}{element}{}", &xml[..end], &xml[end..]),
         None => format!("{xml}{element}"),
     }
+}
+
+/// Wraps `text` in CDATA; a `]]>` inside is split across two sections.
+fn push_cdata(xml: &mut String, text: &str) {
+    xml.push_str("<![CDATA[");
+    xml.push_str(&text.replace("]]>", "]]]]><![CDATA[>"));
+    xml.push_str("]]>");
 }
 
 fn safe_body(to_user_name: &str, encrypt: &str) -> String {
@@ -335,9 +354,12 @@ pub fn view_xml(to: &str, from: &str, url: &str, create_time: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The tests read the sandbox's output with our webhook's code: that is the
+    // interoperability being tested, from the other side.
+    use crate::wechat::crypto::{EncodingAesKey, MessageCrypto};
     use crate::wechat::message::{Event, MessageKind, parse_encrypted_envelope, parse_message};
     use crate::wechat::reply::Reply;
-    use crate::wechat::signature;
+    use crate::wechat::signature::{self, url_signature};
 
     const TOKEN: &str = "campus-token";
     const APPID: &str = "wx2c2769f8efd9abc2";
@@ -349,7 +371,7 @@ mod tests {
         WechatPush {
             token: TOKEN.into(),
             appid: APPID.into(),
-            aes_key: Some(EncodingAesKey::parse(KEY).expect("valid key")),
+            aes_key: Some(PushAesKey::parse(KEY).expect("valid key")),
         }
     }
 
@@ -636,7 +658,7 @@ mod tests {
         let body = other_app.encrypted_reply_xml(TOKEN, "<xml/>", "1", "2");
         assert_eq!(
             push().open_reply(&post, &body),
-            Err(OpenReplyError::Crypto(CryptoError::AppIdMismatch))
+            Err(OpenReplyError::Crypto(PushCryptoError::OtherAppId))
         );
     }
 

@@ -15,6 +15,7 @@ mod payments;
 mod receipts;
 mod reconcile;
 mod refunds;
+mod sandboxes;
 mod students;
 mod support;
 mod webhook;

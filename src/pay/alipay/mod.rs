@@ -11,8 +11,13 @@
 //! - the trade exists at Alipay only once the QR code is scanned: before that, query
 //!   and close answer `ACQ.TRADE_NOT_EXIST`. Query maps it to
 //!   [`ChannelState::NotFound`] (still payable until its `time_expire`); close maps it
-//!   to [`Closed::Closed`], since a QR code closed before it is scanned can no longer
-//!   be paid (merchants report "本笔交易已关闭" when it is scanned later).
+//!   to [`Closed::Closed`] and the items are released. Alipay does not document that
+//!   such a code is dead afterwards (merchants report "本笔交易已关闭" when it is
+//!   scanned later, but nothing promises it), so a payment may still come for the
+//!   closed order until its `time_expire`: it arrives as a late payment, applied if
+//!   its items are still owed (another open order holding them is closed first),
+//!   flagged for a refund if another order paid them (`store::orders::apply_payment`,
+//!   tested in `tests/api/sandboxes.rs`).
 //! - closing a trade that is not waiting for payment answers `ACQ.TRADE_STATUS_ERROR`
 //!   whether it is paid or already closed; close then queries to tell which.
 

@@ -19,10 +19,10 @@ use campus_pay::sandbox::alipay::{AlipaySandbox, SANDBOX_APP_ID};
 use campus_pay::sandbox::merchant;
 use campus_pay::sandbox::wechat_api::WechatSandbox;
 use campus_pay::sandbox::wechat_pay::WechatPaySandbox;
+use campus_pay::sandbox::wechat_push::PushAesKey;
 use campus_pay::sandbox::wechat_push::{EncryptionMode, SignedPost, WechatPush};
 use campus_pay::store::testing::{TestStore, fresh_store};
 use campus_pay::web::{App, AppState, Services};
-use campus_pay::wechat::crypto::EncodingAesKey;
 
 pub const APPID: &str = "wx2c2769f8efd9abc2";
 pub const SECRET: &str = "sandbox-app-secret-0001";
@@ -161,7 +161,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let push = WechatPush {
         token: TOKEN.into(),
         appid: APPID.into(),
-        aes_key: Some(EncodingAesKey::parse(AES_KEY).expect("test key")),
+        aes_key: Some(PushAesKey::parse(AES_KEY).expect("test key")),
     };
     TestApp {
         url: format!("http://{address}"),
