@@ -3181,6 +3181,8 @@ mod tests {
             .await
             .refused("40004", sub_codes::TRADE_NOT_EXIST);
 
+        // Scanned, so that there is a trade to close.
+        probe.sandbox.scan("CP2024F1").unwrap();
         let tampers = Arc::new(AtomicUsize::new(0));
         for tamper in [
             AlipayResponseTamper::BadSignature,

@@ -3086,6 +3086,8 @@ mod tests {
         let mut probe = Probe::start().await;
         let receiver = Receiver::start().await;
         probe.notify_url = receiver.url.clone();
+        // No retries until the part about them.
+        probe.sandbox.set_notification_retries(Vec::new());
 
         receiver.answer(500);
         probe.sandbox.set_notification_copies(3);
@@ -3130,6 +3132,9 @@ mod tests {
         );
 
         // Refused, then retried on WeChat's schedule, on its clock, until acknowledged.
+        probe
+            .sandbox
+            .set_notification_retries(NOTIFICATION_RETRIES.to_vec());
         receiver.answer(503);
         let paid = probe.sandbox.pay("CP2025090100000017").await.unwrap();
         assert_eq!(paid.notification_answers[0].0, 503);
