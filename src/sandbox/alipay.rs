@@ -35,15 +35,29 @@
 //! - a precreate repeated with the same parameters gives the same code; with others,
 //!   `ACQ.CONTEXT_INCONSISTENT`; once paid or closed, `ACQ.TRADE_HAS_SUCCESS` /
 //!   `ACQ.TRADE_HAS_CLOSE`;
-//! - closing a paid or closed trade answers `ACQ.TRADE_STATUS_ERROR`;
+//! - closing a paid or closed trade answers `ACQ.TRADE_STATUS_ERROR` ("只有等待买家付款
+//!   状态下才能发起交易关闭", the close page's error table, mirrored at
+//!   <http://zhifubao.apifox.cn/api-126371943>);
+//! - `trade_status` is one of `WAIT_BUYER_PAY` (交易创建，等待买家付款), `TRADE_CLOSED`
+//!   (未付款交易超时关闭，或支付完成后全额退款), `TRADE_SUCCESS`, `TRADE_FINISHED`
+//!   ("alipay.trade.query(统一收单线下交易查询)",
+//!   <https://docs.open.alipay.com/api_1/alipay.trade.query>); the sandbox never reaches
+//!   `TRADE_FINISHED` (the refund period does not end in a test);
 //! - a payment sends a form-encoded, RSA2-signed `trade_status_sync` notification to
-//!   the order's `notify_url`, delivered only when answered with exactly `success`.
+//!   the order's `notify_url`, delivered only when answered with exactly `success`,
+//!   and retried on Alipay's schedule ([`NOTIFICATION_RETRIES`], "异步通知说明",
+//!   <https://opendocs.alipay.com/open/270/105902>).
 //!
 //! - a refund (`alipay.trade.refund`) is synchronous: `fund_change` Y; the same
 //!   `out_request_no` again is the same refund (`fund_change` N, nothing moves), with
 //!   another amount `ACQ.CONTEXT_INCONSISTENT`; more than what is left of the payment,
-//!   `ACQ.REASON_TRADE_REFUND_FEE_ERR`; without `out_request_no` only the full amount;
-//!   a trade refunded in full is `TRADE_CLOSED`. `alipay.trade.fastpay.refund.query`
+//!   `ACQ.REASON_TRADE_REFUND_FEE_ERR`; without `out_request_no` only the full amount
+//!   (`ACQ.REFUND_AMT_NOT_EQUAL_TOTAL`); a trade refunded in full is `TRADE_CLOSED`.
+//!   Sources: "统一收单交易退款接口" ("同一笔交易累计提交的退款金额不能超过原始交易总金额",
+//!   "重试时退款请求号不能变更", mirrored at <https://zhifubao.apifox.cn/doc-3290173>)
+//!   and Alipay support's "退款参数out_request_no -参数解读系列" (全额退款不传，部分退款
+//!   必传; the two sub_codes; "再次调用…fund_change N", copied at
+//!   <https://553668.com/manong/375725.html>). `alipay.trade.fastpay.refund.query`
 //!   says `REFUND_SUCCESS` for a refund it has and leaves `refund_status` out otherwise;
 //! - `alipay.data.dataservice.bill.downloadurl.query` (`trade`, a past Beijing day
 //!   with payments or refunds, else `isp.bill_not_exist`) gives a link, good for 30

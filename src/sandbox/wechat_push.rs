@@ -4,7 +4,7 @@
 //!
 //! The wire structs here are the sandbox's own, so a misspelled element in `wechat`
 //! cannot agree with itself; so are its signatures and safe-mode crypto
-//! ([`super::push_crypto`]), so a bug in our webhook's crypto cannot either.
+//! (`src/sandbox/push_crypto.rs`), so a bug in our webhook's crypto cannot either.
 //!
 //! Where each rule comes from (`../shared/research/wechat-anchors.md` quotes the pages):
 //! - every request's query starts `signature`, `timestamp`, `nonce`; POSTs add `openid`,
