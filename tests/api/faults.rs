@@ -496,7 +496,10 @@ impl Instance {
         };
         if !instance.ready(&app.client).await {
             instance.home = None;
-            panic!("instance {name} never became ready: see {}", log_path.display());
+            panic!(
+                "instance {name} never became ready: see {}",
+                log_path.display()
+            );
         }
         instance
     }
@@ -772,7 +775,11 @@ async fn a_killed_instance_leaves_the_notification_to_the_other_and_the_sweep_sp
     // The instances kept their keys (sessions, locks) under the test's own prefix,
     // and none of them stays behind.
     if redis_keys.url.is_some() {
-        assert!(!redis_keys.keys().is_empty(), "no keys under {}", redis_keys.prefix);
+        assert!(
+            !redis_keys.keys().is_empty(),
+            "no keys under {}",
+            redis_keys.prefix
+        );
         redis_keys.delete_all();
         assert_eq!(redis_keys.keys(), Vec::<String>::new());
     }

@@ -638,16 +638,30 @@ async fn the_run_after_midnight_takes_the_payments_of_23_59_30_and_not_of_00_00_
     move_to_beijing(&app.clock, at(23, 59, 30));
     let by_wechat = order_of_items(&app, ZHANG_SAN, PaymentChannel::WechatNative, |i| i < 2).await;
     let by_alipay = order_of_items(&app, ZHANG_SAN, PaymentChannel::Alipay, |i| i == 2).await;
-    assert_eq!(app.pay.pay(&by_wechat).await.expect("paid").notification_answers[0].0, 204);
+    assert_eq!(
+        app.pay
+            .pay(&by_wechat)
+            .await
+            .expect("paid")
+            .notification_answers[0]
+            .0,
+        204
+    );
     app.alipay.pay(&by_alipay).await.expect("paid at Alipay");
     let day = paid_day(&app, &by_wechat).await;
     assert_eq!(paid_day(&app, &by_alipay).await, day);
 
     app.clock.advance(Duration::from_secs(60));
     let after_midnight = paid_order(&app, LI_SI).await;
-    assert_eq!(paid_day(&app, &after_midnight).await, day.succ_opt().expect("a next day"));
+    assert_eq!(
+        paid_day(&app, &after_midnight).await,
+        day.succ_opt().expect("a next day")
+    );
     assert_eq!(beijing_yesterday(app.clock.now()), day, "the run's day");
-    for (channel, number) in [(BillChannel::Wechat, &by_wechat), (BillChannel::Alipay, &by_alipay)] {
+    for (channel, number) in [
+        (BillChannel::Wechat, &by_wechat),
+        (BillChannel::Alipay, &by_alipay),
+    ] {
         let report = app
             .state
             .reconciler()

@@ -713,7 +713,11 @@ async fn let_idle(app: &TestApp, key: &str, idle: Duration) {
         return;
     }
     let cache = &app.state.cache;
-    let left = cache.time_to_live(key).await.expect("cache").expect("a TTL");
+    let left = cache
+        .time_to_live(key)
+        .await
+        .expect("cache")
+        .expect("a TTL");
     let value = cache.get(key).await.expect("cache").expect("stored");
     let remaining = left.saturating_sub(idle).max(Duration::from_millis(1));
     cache.set(key, &value, remaining).await.expect("cache");

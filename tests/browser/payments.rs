@@ -519,6 +519,8 @@ async fn h5_a_bridge_that_comes_late_opens_one_cashier() -> Result<()> {
             "已取消支付，可再次点击“立即支付”。".to_owned(),
         )
         .await?;
+    let count: usize = chrome.js("return window.__invoked.length;").await?;
+    ensure!(count == 1, "{count} cashiers opened for one payment");
 
     // Later, from the list again: the same order, and with nothing pressed the
     // cashier opens when the bridge comes.
