@@ -349,7 +349,7 @@ async fn push_menu(file: &std::path::Path) -> anyhow::Result<()> {
 async fn open_cache(config: &Config) -> anyhow::Result<SharedCache> {
     Ok(match &config.redis_url {
         Some(url) => Arc::new(
-            RedisCache::connect(url.expose_secret(), "campus-pay:")
+            RedisCache::connect(url.expose_secret(), &config.redis_prefix)
                 .await
                 .context("cannot reach Redis (CAMPUSPAY_REDIS_URL)")?,
         ),

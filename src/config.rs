@@ -17,6 +17,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/campus-pay.db?mode=rwc";
 pub const DEFAULT_SCHOOL_NAME: &str = "武威职业学院";
+/// What every key the program puts in Redis starts with.
+pub const DEFAULT_REDIS_PREFIX: &str = "campus-pay:";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_WECHAT_OAUTH_BASE: &str = "https://open.weixin.qq.com";
 pub const DEFAULT_WECHATPAY_API_BASE: &str = "https://api.mch.weixin.qq.com";
@@ -50,6 +52,9 @@ pub struct Config {
     pub public_url: Url,
     pub database_url: SecretString,
     pub redis_url: Option<SecretString>,
+    /// What every Redis key starts with (`CAMPUSPAY_REDIS_PREFIX`): instances that
+    /// share data share it; tests give theirs a prefix of their own.
+    pub redis_prefix: String,
     pub school_name: String,
     pub order_ttl: Duration,
     /// How long one call to WeChat Pay or Alipay may take
@@ -233,6 +238,7 @@ impl Config {
             public_url: public_url(vars)?,
             database_url: database_url(vars)?,
             redis_url: redis_url(vars)?,
+            redis_prefix: redis_prefix(vars)?,
             school_name: vars
                 .get("CAMPUSPAY_SCHOOL_NAME")
                 .unwrap_or(DEFAULT_SCHOOL_NAME)
@@ -359,6 +365,19 @@ fn redis_url(vars: &Variables) -> Result<Option<SecretString>, ConfigError> {
         ));
     }
     Ok(Some(SecretString::from(raw.to_owned())))
+}
+
+fn redis_prefix(vars: &Variables) -> Result<String, ConfigError> {
+    let prefix = vars
+        .get("CAMPUSPAY_REDIS_PREFIX")
+        .unwrap_or(DEFAULT_REDIS_PREFIX);
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            "CAMPUSPAY_REDIS_PREFIX",
+            "must not contain spaces, e.g. campus-pay:",
+        ));
+    }
+    Ok(prefix.to_owned())
 }
 
 fn order_ttl(vars: &Variables) -> Result<Duration, ConfigError> {
@@ -617,6 +636,7 @@ mod tests {
         assert_eq!(c.public_link("/h5"), "http://127.0.0.1:8080/h5");
         assert_eq!(c.database_url.expose_secret(), DEFAULT_DATABASE_URL);
         assert!(c.redis_url.is_none());
+        assert_eq!(c.redis_prefix, "campus-pay:");
         assert_eq!(c.school_name, "武威职业学院");
         assert_eq!(c.order_ttl, Duration::from_secs(15 * 60));
         assert_eq!(c.request_timeout, Duration::from_secs(30));
@@ -648,6 +668,7 @@ mod tests {
             ("CAMPUSPAY_PUBLIC_URL", "https://x/?a=b"),
             ("CAMPUSPAY_DATABASE_URL", "mysql://x"),
             ("CAMPUSPAY_REDIS_URL", "http://x"),
+            ("CAMPUSPAY_REDIS_PREFIX", "campus pay:"),
             ("CAMPUSPAY_ORDER_TTL_MINUTES", "0"),
             ("CAMPUSPAY_ORDER_TTL_MINUTES", "ten"),
             ("CAMPUSPAY_REQUEST_TIMEOUT_SECONDS", "0"),

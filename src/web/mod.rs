@@ -110,7 +110,7 @@ impl Services {
         }
         let cache: SharedCache = match &config.redis_url {
             Some(url) => Arc::new(
-                RedisCache::connect(url.expose_secret(), "campus-pay:")
+                RedisCache::connect(url.expose_secret(), &config.redis_prefix)
                     .await
                     .context("cannot reach Redis (CAMPUSPAY_REDIS_URL)")?,
             ),
@@ -260,6 +260,18 @@ impl App {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (CAMPUSPAY_LISTEN)"))?;
+        Ok(App { listener, state })
+    }
+
+    /// Serves on a listener the caller has already bound (`CAMPUSPAY_LISTEN` is not
+    /// used): a caller that needs the port before the configuration (tests whose
+    /// public URL is the app itself) binds once, so no one can take the port between.
+    pub fn build_on(
+        listener: TcpListener,
+        config: Config,
+        services: Services,
+    ) -> anyhow::Result<App> {
+        let state = AppState::new(config, services)?;
         Ok(App { listener, state })
     }
 

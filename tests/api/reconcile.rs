@@ -12,9 +12,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+use campus_pay::clock::Clock;
 use campus_pay::domain::order::beijing_offset;
 use campus_pay::domain::refund::ItemEffect;
-use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport};
+use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport, beijing_yesterday};
 use campus_pay::pay::checkout::Started;
 use campus_pay::pay::refunds::{RefundAsk, Refunds};
 use campus_pay::sandbox::alipay::AlipayBillTamper;
@@ -23,12 +24,54 @@ use campus_pay::store::{
     AdminRole, AuditEntry, FeeItemStatus, OrderStatus, PaymentChannel, RefundRecord, RefundScope,
     RefundStatus,
 };
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 use reqwest::StatusCode;
 
 use crate::support::TestApp;
 use crate::support::admin::{FINANCE, VIEWER};
 use crate::support::seed::{LI_SI, ZHANG_SAN, item_statuses, paying_app};
+
+/// The demo school, its clock (shared with the sandboxes) moved on to the next 10:00
+/// in Beijing. A test here pays, moves minutes at most and reconciles "today": that must
+/// be the payment's own day however near midnight the suite runs.
+async fn reconciling_app() -> TestApp {
+    let app = paying_app().await;
+    move_to_beijing(&app.clock, at(10, 0, 0));
+    app
+}
+
+fn at(hour: u32, minute: u32, second: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(hour, minute, second).expect("a time of day")
+}
+
+/// Moves `clock` forward to the next `time` of day in Beijing.
+fn move_to_beijing(clock: &Clock, time: NaiveTime) {
+    let now = clock.now().with_timezone(&beijing_offset());
+    let mut next = now
+        .date_naive()
+        .and_time(time)
+        .and_local_timezone(beijing_offset())
+        .single()
+        .expect("a fixed offset has every time once");
+    if next < now {
+        next += chrono::Duration::days(1);
+    }
+    clock.advance((next - now).to_std().expect("forward"));
+}
+
+/// The Beijing day `number` was paid on, by our books: the day whose bill lists it.
+async fn paid_day(app: &TestApp, number: &str) -> NaiveDate {
+    app.state
+        .store
+        .find_order(number)
+        .await
+        .unwrap()
+        .expect("order")
+        .paid_at
+        .expect("paid")
+        .with_timezone(&beijing_offset())
+        .date_naive()
+}
 
 fn today(app: &TestApp) -> NaiveDate {
     app.clock
@@ -44,6 +87,16 @@ async fn order_for(app: &TestApp, id_card: &str) -> String {
 
 /// An open order on `channel` for all of the student's items.
 async fn order_on(app: &TestApp, id_card: &str, channel: PaymentChannel) -> String {
+    order_of_items(app, id_card, channel, |_| true).await
+}
+
+/// An open order on `channel` for the student's items whose position `pick` keeps.
+async fn order_of_items(
+    app: &TestApp,
+    id_card: &str,
+    channel: PaymentChannel,
+    pick: impl Fn(usize) -> bool,
+) -> String {
     let store = &app.state.store;
     let student = store
         .find_student_by_id_card(id_card)
@@ -55,7 +108,9 @@ async fn order_on(app: &TestApp, id_card: &str, channel: PaymentChannel) -> Stri
         .await
         .unwrap()
         .iter()
-        .map(|item| item.id)
+        .enumerate()
+        .filter(|(position, _)| pick(*position))
+        .map(|(_, item)| item.id)
         .collect();
     match app
         .state
@@ -97,7 +152,7 @@ async fn order_status(app: &TestApp, number: &str) -> OrderStatus {
 
 #[tokio::test]
 async fn a_day_whose_payments_all_match_is_clean() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     paid_order(&app, ZHANG_SAN).await;
     paid_order(&app, LI_SI).await;
     let report = reconcile_today(&app).await;
@@ -129,7 +184,7 @@ async fn a_day_whose_payments_all_match_is_clean() {
 
 #[tokio::test]
 async fn a_payment_whose_notification_was_lost_is_applied_once() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let number = order_for(&app, ZHANG_SAN).await;
     app.pay
         .pay_silently(&number)
@@ -154,7 +209,7 @@ async fn a_payment_whose_notification_was_lost_is_applied_once() {
 
 #[tokio::test]
 async fn a_payment_missing_from_the_bill_is_flagged_not_reverted() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let number = paid_order(&app, ZHANG_SAN).await;
     let other = paid_order(&app, LI_SI).await;
     app.pay.bill_leave_out(&number);
@@ -175,7 +230,7 @@ async fn a_payment_missing_from_the_bill_is_flagged_not_reverted() {
 
 #[tokio::test]
 async fn an_amount_mismatch_and_an_order_we_never_made_are_flagged() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let number = paid_order(&app, ZHANG_SAN).await;
     let silent = order_for(&app, LI_SI).await;
     app.pay.pay_silently(&silent).expect("paid");
@@ -209,7 +264,7 @@ async fn an_amount_mismatch_and_an_order_we_never_made_are_flagged() {
 
 #[tokio::test]
 async fn a_bill_failing_its_hash_fails_the_run_and_changes_nothing() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let number = order_for(&app, ZHANG_SAN).await;
     app.pay.pay_silently(&number).expect("paid");
     app.pay.corrupt_next_bill_hash();
@@ -228,7 +283,7 @@ async fn a_bill_failing_its_hash_fails_the_run_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_channel_without_a_bill_gives_a_clear_failed_run() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let report = app
         .state
         .reconciler()
@@ -270,7 +325,7 @@ async fn the_cli_refuses_a_bad_date_in_one_line() {
 
 #[tokio::test]
 async fn the_console_runs_one_for_finance_only_and_exports_its_lines() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     let number = order_for(&app, ZHANG_SAN).await;
     app.pay.pay_silently(&number).expect("paid");
     let day = today(&app).format("%Y-%m-%d").to_string();
@@ -391,7 +446,7 @@ async fn refund_status(app: &TestApp, out_refund_no: &str) -> RefundStatus {
 
 #[tokio::test]
 async fn a_wechat_day_with_payments_and_refunds_all_matched_is_clean() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     app.pay.hold_refunds();
     let number = paid_order(&app, ZHANG_SAN).await;
     paid_order(&app, LI_SI).await;
@@ -430,7 +485,7 @@ async fn a_wechat_day_with_payments_and_refunds_all_matched_is_clean() {
 
 #[tokio::test]
 async fn a_wechat_refund_whose_notification_and_query_went_missing_is_applied_once() {
-    let app = paying_app().await;
+    let app = reconciling_app().await;
     app.pay.hold_refunds();
     let number = paid_order(&app, ZHANG_SAN).await;
     let asked = refund(&app, &number, 605_050).await;
@@ -531,9 +586,9 @@ async fn reconcile_alipay_day(app: &TestApp, day: NaiveDate) -> ReconcileReport 
 
 #[tokio::test]
 async fn an_alipay_day_with_a_payment_and_a_refund_is_clean() {
-    let app = paying_app().await;
-    let day = today(&app);
+    let app = reconciling_app().await;
     let number = paid_by_alipay(&app).await;
+    let day = paid_day(&app, &number).await;
     let asked = refund(&app, &number, 20_000).await;
     assert_eq!(
         asked.status,
@@ -551,9 +606,9 @@ async fn an_alipay_day_with_a_payment_and_a_refund_is_clean() {
 
 #[tokio::test]
 async fn a_tampered_alipay_amount_is_flagged_and_nothing_changes() {
-    let app = paying_app().await;
-    let day = today(&app);
+    let app = reconciling_app().await;
     let number = paid_by_alipay(&app).await;
+    let day = paid_day(&app, &number).await;
     app.alipay.tamper_bills(AlipayBillTamper::PaymentAmount {
         out_trade_no: number.clone(),
         amount_fen: 605_000,
@@ -572,4 +627,51 @@ async fn a_tampered_alipay_amount_is_flagged_and_nothing_changes() {
     );
     assert_eq!(order_status(&app, &number).await, OrderStatus::Paid);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+}
+
+/// The daily run right after midnight (Beijing) takes yesterday's bills: what was paid
+/// at 23:59:30 is on them, by WeChat Pay and by Alipay alike, and what was paid at
+/// 00:00:30 (08:00 the day before in UTC) is not.
+#[tokio::test]
+async fn the_run_after_midnight_takes_the_payments_of_23_59_30_and_not_of_00_00_30() {
+    let app = paying_app().await;
+    move_to_beijing(&app.clock, at(23, 59, 30));
+    let by_wechat = order_of_items(&app, ZHANG_SAN, PaymentChannel::WechatNative, |i| i < 2).await;
+    let by_alipay = order_of_items(&app, ZHANG_SAN, PaymentChannel::Alipay, |i| i == 2).await;
+    assert_eq!(
+        app.pay
+            .pay(&by_wechat)
+            .await
+            .expect("paid")
+            .notification_answers[0]
+            .0,
+        204
+    );
+    app.alipay.pay(&by_alipay).await.expect("paid at Alipay");
+    let day = paid_day(&app, &by_wechat).await;
+    assert_eq!(paid_day(&app, &by_alipay).await, day);
+
+    app.clock.advance(Duration::from_secs(60));
+    let after_midnight = paid_order(&app, LI_SI).await;
+    assert_eq!(
+        paid_day(&app, &after_midnight).await,
+        day.succ_opt().expect("a next day")
+    );
+    assert_eq!(beijing_yesterday(app.clock.now()), day, "the run's day");
+    for (channel, number) in [
+        (BillChannel::Wechat, &by_wechat),
+        (BillChannel::Alipay, &by_alipay),
+    ] {
+        let report = app
+            .state
+            .reconciler()
+            .reconcile(channel, day, ACTOR_CLI)
+            .await
+            .expect("a run");
+        assert_eq!(report.run.status, "done", "{report}");
+        assert_eq!(report.run.counts.bill_lines, 1, "{report}");
+        assert_eq!(report.run.counts.matched, 1, "{report}");
+        assert!(report.lines.is_empty(), "{report}");
+        assert_eq!(order_status(&app, number).await, OrderStatus::Paid);
+    }
 }

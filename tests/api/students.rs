@@ -673,27 +673,63 @@ async fn a_session_ends_after_thirty_idle_minutes() {
     );
     choose_password(&mut browser, "").await;
     assert_eq!(browser.get("/fees").await.status, StatusCode::OK);
-    let session = browser.session.clone().expect("session");
+    let key = Sessions::key(&browser.session.clone().expect("session"));
+    assert_expires_in_thirty_minutes(&app, &key).await;
+
+    // 29 idle minutes: still signed in, and that request pushes the expiry back.
+    let_idle(&app, &key, IDLE_TIMEOUT - Duration::from_secs(60)).await;
+    assert_eq!(browser.get("/fees").await.status, StatusCode::OK);
+    assert_expires_in_thirty_minutes(&app, &key).await;
+
+    // Thirty idle minutes: the cache has dropped the session by itself.
+    let_idle(&app, &key, IDLE_TIMEOUT + Duration::from_secs(1)).await;
+    assert_eq!(app.state.cache.get(&key).await.expect("cache"), None);
+    assert!(browser.get("/fees").await.redirects_to("/"));
+}
+
+/// The expiry the cache holds for `key` (Redis: its PTTL) is the idle timeout, give or
+/// take the moments the test itself took.
+async fn assert_expires_in_thirty_minutes(app: &TestApp, key: &str) {
     let left = app
         .state
         .cache
-        .time_to_live(&Sessions::key(&session))
+        .time_to_live(key)
         .await
         .expect("cache")
-        .expect("set");
+        .expect("the session is stored with an expiry");
     assert!(
-        left <= IDLE_TIMEOUT && left > IDLE_TIMEOUT - Duration::from_secs(60),
+        left <= IDLE_TIMEOUT && left > IDLE_TIMEOUT - Duration::from_secs(10),
         "{left:?}"
     );
-    if std::env::var("CAMPUSPAY_TEST_REDIS_URL").is_ok() {
-        // Redis keeps its own time; the expiry itself is Redis's, checked by its TTL above.
-        app.state
-            .cache
-            .delete(&Sessions::key(&session))
-            .await
-            .expect("cache");
-    } else {
-        app.clock.advance(IDLE_TIMEOUT + Duration::from_secs(1));
+}
+
+/// `idle` passes without a request. The app's clock moves on (the in-process cache
+/// expires by it). Redis keeps its own time, which no test clock moves: there the
+/// same time passes for `key` by taking `idle` off its TTL; when nothing is left,
+/// the key gets Redis's smallest TTL and Redis itself expires it.
+async fn let_idle(app: &TestApp, key: &str, idle: Duration) {
+    app.clock.advance(idle);
+    if std::env::var("CAMPUSPAY_TEST_REDIS_URL").is_err() {
+        return;
     }
-    assert!(browser.get("/fees").await.redirects_to("/"));
+    let cache = &app.state.cache;
+    let left = cache
+        .time_to_live(key)
+        .await
+        .expect("cache")
+        .expect("a TTL");
+    let value = cache.get(key).await.expect("cache").expect("stored");
+    let remaining = left.saturating_sub(idle).max(Duration::from_millis(1));
+    cache.set(key, &value, remaining).await.expect("cache");
+    if left > idle {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cache.time_to_live(key).await.expect("cache").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis kept {key} 10 s past a 1 ms TTL"
+        );
+        tokio::task::yield_now().await;
+    }
 }

@@ -89,8 +89,18 @@ async fn pc_pays_with_alipay() -> Result<()> {
     ensure!(trade.total_amount == "6050.50", "{trade:?}");
     check_page(&chrome, "pc-1280-alipay-qr").await?;
 
-    // Not paid yet: the page stays.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Not paid yet: the page asks the server and stays. The page's own polls, seen
+    // from inside it, witness that: it has read two answers (the second comes one poll
+    // after the first was handled) and is still here.
+    chrome.js::<bool>(RECORD_POLLS).await?;
+    chrome
+        .eventually("return window.__polled.length >= 2;", true)
+        .await?;
+    let polled: Vec<String> = chrome.js("return window.__polled;").await?;
+    ensure!(
+        polled.iter().all(|status| status == "open"),
+        "the page was told {polled:?}"
+    );
     ensure!(chrome.current_url().await?.path() == "/pay/alipay");
 
     // Paid in Alipay: the notification is taken, and the page moves on by itself.
@@ -109,6 +119,19 @@ async fn pc_pays_with_alipay() -> Result<()> {
     nothing_left(&chrome).await?;
     chrome.close().await
 }
+
+/// Wraps the page's `fetch` so that `window.__polled` lists the status each poll read.
+const RECORD_POLLS: &str = "window.__polled = [];
+    var fetchOriginal = window.fetch;
+    window.fetch = function () {
+      return fetchOriginal.apply(this, arguments).then(function (response) {
+        response.clone().json()
+          .then(function (answer) { window.__polled.push(answer.status); })
+          .catch(function () { window.__polled.push('unreadable'); });
+        return response;
+      });
+    };
+    return true;";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pc_pays_on_the_banks_page() -> Result<()> {

@@ -91,33 +91,29 @@ struct DriverProcess {
 }
 
 impl DriverProcess {
+    /// Starts chromedriver on a port it binds itself (`--port=0`) and reads which one
+    /// from its first lines: no port is picked here, released and bound again.
     async fn spawn(path: &Path) -> Result<DriverProcess> {
-        // The port is free when asked, but another process may take it before
-        // chromedriver binds it: then chromedriver exits, and another port is tried.
-        let mut last_error = None;
-        for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let child = Command::new(path)
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // Its own process group: a terminal's Ctrl-C goes to the test, not to it.
-                .process_group(0)
-                .spawn()
-                .with_context(|| format!("cannot run {}", path.display()))?;
-            let mut process = DriverProcess {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            match process.wait_until_ready().await {
-                Ok(()) => return Ok(process),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("chromedriver did not start")))
+        let mut child = Command::new(path)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C goes to the test, not to it.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot run {}", path.display()))?;
+        let stdout = child.stdout.take().context("chromedriver's stdout")?;
+        let mut process = DriverProcess {
+            child,
+            url: String::new(),
+        };
+        let port = tokio::time::timeout(TIMEOUT, announced_port(stdout))
+            .await
+            .context("chromedriver did not say its port")??;
+        process.url = format!("http://127.0.0.1:{port}");
+        process.wait_until_ready().await?;
+        Ok(process)
     }
 
     /// Polls `/status` until chromedriver says it is ready.
@@ -147,6 +143,33 @@ impl DriverProcess {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// What chromedriver prints once it listens.
+const STARTED_ON_PORT: &str = "ChromeDriver was started successfully on port ";
+
+/// The port chromedriver announces on `stdout`. A thread reads it, and keeps reading
+/// to the end afterwards so that chromedriver never blocks on a full pipe.
+async fn announced_port(stdout: std::process::ChildStdout) -> Result<u16> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut sender = Some(sender);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let port = line
+                .split_once(STARTED_ON_PORT)
+                .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok());
+            if let Some(port) = port
+                && let Some(sender) = sender.take()
+            {
+                let _ = sender.send(port);
+            }
+        }
+    });
+    receiver
+        .await
+        .context("chromedriver ended before saying its port")
 }
 
 impl Drop for DriverProcess {

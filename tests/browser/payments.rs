@@ -217,12 +217,12 @@ fn trade_state(app: &TestApp, number: &str) -> Result<TradeState> {
 }
 
 /// [`Chrome::resize`], once more if it fails: on a busy machine the page may still
-/// report its old viewport just after the window changed (seen once in ten runs).
+/// report its old viewport just after the window changed (seen once in ten runs). The
+/// second attempt sets the window again and polls the viewport again: no pause between.
 async fn resize(chrome: &Chrome, width: u32, height: u32) -> Result<()> {
     if chrome.resize(width, height).await.is_ok() {
         return Ok(());
     }
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     chrome.resize(width, height).await
 }
 
@@ -491,7 +491,17 @@ async fn h5_a_bridge_that_comes_late_opens_one_cashier() -> Result<()> {
         .await?;
     let opened = invoked(&chrome, 1).await?;
     check_bridge_params(&app, &opened, &carried, &number)?;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A second cashier could only come from work the bridge's arrival queued (its event
+    // handlers run at once, the page's deferred start is a zero-delay timer): a marker
+    // timer queued after them has run, so they have too.
+    chrome
+        .js::<bool>(
+            "window.__settled = false;
+             setTimeout(function () { window.__settled = true; }, 0);
+             return true;",
+        )
+        .await?;
+    chrome.eventually("return window.__settled;", true).await?;
     let count: usize = chrome.js("return window.__invoked.length;").await?;
     ensure!(count == 1, "{count} cashiers opened for one payment");
     ensure!(
@@ -509,6 +519,8 @@ async fn h5_a_bridge_that_comes_late_opens_one_cashier() -> Result<()> {
             "已取消支付，可再次点击“立即支付”。".to_owned(),
         )
         .await?;
+    let count: usize = chrome.js("return window.__invoked.length;").await?;
+    ensure!(count == 1, "{count} cashiers opened for one payment");
 
     // Later, from the list again: the same order, and with nothing pressed the
     // cashier opens when the bridge comes.

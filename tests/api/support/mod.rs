@@ -1,7 +1,7 @@
-//! `spawn_app`: the real application on a free port, with a fresh database (SQLite
-//! file, or a PostgreSQL schema with `CAMPUSPAY_TEST_DATABASE_URL`), a fresh cache
-//! (in-process, or a prefixed Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock,
-//! and the WeChat sandbox.
+//! `spawn_app`: the real application on a loopback port bound once (never picked,
+//! released and bound again), with a fresh database (SQLite file, or a PostgreSQL
+//! schema with `CAMPUSPAY_TEST_DATABASE_URL`), a fresh cache (in-process, or a prefixed
+//! Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock, and the WeChat sandbox.
 
 pub mod admin;
 pub mod browser;
@@ -133,29 +133,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         clock: clock.clone(),
         background: Background::new(),
     };
-    // A port picked free may be taken by another test before the app binds it: pick
-    // again (only the app's own public URL needs the port in advance).
-    let mut attempts = 0;
-    let app = loop {
-        attempts += 1;
-        let (listen, public_url) = listen_and_public_url(options.public_url_is_self);
-        let pairs = config_pairs(
-            &listen,
-            &public_url,
-            &api_base,
-            options.aes_key,
-            &pay_settings,
-        );
-        let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
-        match App::build(config, services.clone()).await {
-            Ok(app) => break app,
-            Err(error) if attempts < 5 && options.public_url_is_self => {
-                eprintln!("port race ({error:#}); picking another port");
-            }
-            Err(error) => panic!("the app builds: {error:#}"),
-        }
+    // Bound once, here: the public URL may need the port before the config exists.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let address = listener.local_addr().expect("bound");
+    let listen = address.to_string();
+    let public_url = if options.public_url_is_self {
+        format!("http://{address}")
+    } else {
+        PUBLIC_URL.to_owned()
     };
-    let address = app.local_addr().expect("bound");
+    let pairs = config_pairs(
+        &listen,
+        &public_url,
+        &api_base,
+        options.aes_key,
+        &pay_settings,
+    );
+    let config = Config::from_variables(&Variables::from_pairs(pairs)).expect("test config");
+    let app = App::build_on(listener, config, services).expect("the app builds");
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let push = WechatPush {
@@ -178,21 +175,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         clock,
         store,
     }
-}
-
-fn listen_and_public_url(public_url_is_self: bool) -> (String, String) {
-    if !public_url_is_self {
-        return ("127.0.0.1:0".to_owned(), PUBLIC_URL.to_owned());
-    }
-    // The port must be known before the config: take a free one and let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    (
-        format!("127.0.0.1:{port}"),
-        format!("http://127.0.0.1:{port}"),
-    )
 }
 
 pub fn config_pairs<'a>(
