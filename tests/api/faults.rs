@@ -289,6 +289,7 @@ async fn a_postgres_restart_fails_requests_cleanly_and_the_retried_notification_
     }
 
     proxy.cut();
+    let cut_at = std::time::Instant::now();
     // Pages fail with the short message, not a hang or a stack trace.
     let fees = zhang.get("/fees").await;
     assert!(fees.status.is_server_error(), "{}", fees.status);
@@ -314,15 +315,20 @@ async fn a_postgres_restart_fails_requests_cleanly_and_the_retried_notification_
         order_status(&test_store, &number).await,
         Some(OrderStatus::Created)
     );
-    // PostgreSQL stays away until WeChat's first retry (RESTART * 2 after the first
-    // attempt, longer than the pool's ping-if-idle threshold) has been refused too: the
-    // restart ends on that event, not after a sleep.
-    eventually!(
-        "WeChat's first retry meets PostgreSQL still away",
-        app.pay.notification_answers().len() >= 2
+    // WeChat's first retry (15 s later on the sandbox's clock) meets PostgreSQL still away
+    // and is refused the same way.
+    app.clock.advance(Duration::from_secs(15));
+    assert_eq!(
+        app.pay.deliver_due_retries().await,
+        1,
+        "WeChat's first retry"
     );
     let (_, status, body) = app.pay.notification_answers()[1].clone();
     assert_eq!(status, 500, "{body}");
+    // The outage itself lasts RESTART of real time (the pool's idle check reads real
+    // time), as a real restart does: this is the fault's length, not a wait for an event.
+    let outage_left = RESTART.saturating_sub(cut_at.elapsed());
+    tokio::time::sleep(outage_left).await;
     proxy.restore();
 
     // Back: the dead pooled connections are replaced before any request gets one.
@@ -334,7 +340,7 @@ async fn a_postgres_restart_fails_requests_cleanly_and_the_retried_notification_
     assert_eq!(
         app.pay.deliver_due_retries().await,
         1,
-        "WeChat's 15 s retry"
+        "WeChat's second retry, 15 s after the first"
     );
     assert_eq!(
         order_status(&test_store, &number).await,
