@@ -4,6 +4,7 @@
 pub mod abc;
 pub mod alipay;
 pub mod alipay_bills;
+pub mod ledger;
 pub mod merchant;
 pub mod wechat_api;
 pub mod wechat_pay;
