@@ -82,6 +82,9 @@
 
 #[path = "common/procfs.rs"]
 mod procfs;
+/// The books from the outside, shared with the API tests.
+#[path = "../tests/api/support/books/compare.rs"]
+mod books;
 
 use procfs::{local_ports_to, parse_stat};
 use std::collections::HashMap;
@@ -1900,6 +1903,12 @@ async fn check_books(
         )
         .await;
     let numbers = numbers?;
+    // The same books again, from the outside: each sandbox's ledger against our rows,
+    // by the rules the fault tests use (`tests/api/support/books/compare.rs`).
+    let mut ledger = wechat_pay.ledger();
+    ledger.extend(alipay.ledger());
+    let ours = books::read_ours(&backend.admin, Some(&backend.schema)).await?;
+    let outside = books::compare(&ledger, &ours);
     let [
         upstream,
         paid_here,
@@ -1942,6 +1951,10 @@ async fn check_books(
             "no notification refused, no order in exception",
             refused == 0 && exceptions == 0,
         ),
+        (
+            "the sandboxes' ledgers and our orders, items and refunds agree",
+            outside.violations.is_empty(),
+        ),
     ];
     println!();
     println!(
@@ -1950,10 +1963,18 @@ async fn check_books(
          {refused} refused",
         notifications.len()
     );
+    println!("   from the outside: {}", outside.summary.describe());
     let mut balanced = true;
     for (check, ok) in checks {
         println!("   {} {check}", if ok { "ok  " } else { "FAIL" });
         balanced &= ok;
+    }
+    const SHOWN: usize = 50;
+    for violation in outside.violations.iter().take(SHOWN) {
+        println!("      {violation}");
+    }
+    if outside.violations.len() > SHOWN {
+        println!("      … and {} more", outside.violations.len() - SHOWN);
     }
     Ok(balanced)
 }
