@@ -6,7 +6,6 @@
 //! amount, no item paid twice, no item held by an order that is not open, every order
 //! whole.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +14,13 @@ use campus_pay::clock::Clock;
 use campus_pay::sandbox::wechat_pay::{codes, paths};
 use campus_pay::sandbox::wechat_push::{EncryptionMode, text_xml};
 use campus_pay::store::testing::fresh_store;
-use campus_pay::store::{FeeItemStatus, NotificationVerdict, OrderStatus, PaymentFilter, Store};
+use campus_pay::store::{OrderStatus, Store};
 use reqwest::StatusCode;
 
 use crate::support::books::check_books;
 use crate::support::browser::{Browser, Page, element_text};
 use crate::support::fault_proxy::FaultProxy;
-use crate::support::seed::{LI_SI, WANG_WU, ZHANG_SAN};
+use crate::support::seed::{LI_SI, ZHANG_SAN};
 use crate::support::{ACCOUNT, Options, TestApp, fresh_cache, now, spawn_app_with};
 
 /// Long enough for any condition a test waits on (conditions are polled, never slept for).
