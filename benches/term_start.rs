@@ -57,7 +57,9 @@
 //! Each pass has its own students. Afterwards the books, from the database: every
 //! order a sandbox reports paid is paid once here with one accepted notification, no
 //! fee item is in two paid orders, every student who completed has both items paid,
-//! every notification answered with success, and every request answered.
+//! every notification answered with success, and every request answered; and the
+//! check the fault tests end with (`tests/api/support/books/compare.rs`): each
+//! sandbox's ledger against our orders, items and refunds, disagreements listed.
 //!
 //! - `CAMPUSPAY_BENCH_DATABASE_URL`: PostgreSQL (default
 //!   `postgres://postgres@127.0.0.1:5432/test`);
