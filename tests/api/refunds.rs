@@ -628,9 +628,9 @@ async fn a_whole_item_refund_makes_that_item_owed_again_only_when_the_money_is_b
         ]
     );
     assert_eq!(zhang_san_owes(&app).await, charged);
-}
     let books = check_books(&app).await;
     assert_eq!((books.refunded_fen, books.kept_applied_fen), (charged, 605_050 - charged));
+}
 
 #[tokio::test]
 async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
