@@ -82,11 +82,11 @@
 //! Interrupting the run (Ctrl-C) kills the instances; the schema and the Redis
 //! database are then left as they are (their names are printed at the start).
 
-#[path = "common/procfs.rs"]
-mod procfs;
 /// The books from the outside, shared with the API tests.
 #[path = "../tests/api/support/books/compare.rs"]
 mod books;
+#[path = "common/procfs.rs"]
+mod procfs;
 
 use procfs::{local_ports_to, parse_stat};
 use std::collections::HashMap;

@@ -165,7 +165,7 @@ impl AbcSandbox {
     /// when, and whether it still takes money (its `orderTimeoutDate`). The bank
     /// sandbox makes no refunds.
     pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
-        use crate::sandbox::ledger::{Charge, ChannelRecord, Upstream};
+        use crate::sandbox::ledger::{ChannelRecord, Charge, Upstream};
         let now = self.clock.now();
         let mut orders: Vec<SandboxAbcOrder> = self.lock().orders.values().cloned().collect();
         orders.sort_by(|a, b| a.order_no.cmp(&b.order_no));

@@ -516,7 +516,7 @@ impl AlipaySandbox {
     /// and when, whether it still takes money, and the refunds under each order (a
     /// refund here is synchronous: made is succeeded).
     pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
-        use crate::sandbox::ledger::{Charge, ChannelRecord, ChannelRefund, Upstream};
+        use crate::sandbox::ledger::{ChannelRecord, ChannelRefund, Charge, Upstream};
         self.transactions()
             .into_iter()
             .map(|trade| ChannelRecord {

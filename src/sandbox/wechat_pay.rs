@@ -473,7 +473,7 @@ impl WechatPaySandbox {
     /// The sandbox's side of the books, order by order (read-only): what it charged
     /// and when, whether it still takes money, and the refunds under each order.
     pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
-        use crate::sandbox::ledger::{Charge, ChannelRecord, ChannelRefund, Upstream};
+        use crate::sandbox::ledger::{ChannelRecord, ChannelRefund, Charge, Upstream};
         let now = self.shared.clock.now();
         let refunds = self.refunds();
         self.transactions()

@@ -3,7 +3,7 @@
 //! and sandboxes: money a channel took for an order we had closed, and an order our
 //! tables say is paid that no channel charged.
 
-use campus_pay::sandbox::ledger::{Charge, ChannelRecord, ChannelRefund, Upstream};
+use campus_pay::sandbox::ledger::{ChannelRecord, ChannelRefund, Charge, Upstream};
 use campus_pay::store::OrderStatus;
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -112,7 +112,9 @@ fn an_order_paid_here_that_no_channel_charged_is_named() {
     complaints(
         &channels,
         &ours,
-        &format!("order {NUMBER} is paid here with channel number Some(\"{WECHAT_TX}\"): WeChat Pay never charged it"),
+        &format!(
+            "order {NUMBER} is paid here with channel number Some(\"{WECHAT_TX}\"): WeChat Pay never charged it"
+        ),
     );
 }
 
@@ -159,9 +161,17 @@ fn refunds_that_disagree_in_count_or_amount_are_named() {
         amount_fen: 30,
         status: "succeeded".to_owned(),
     });
-    complaints(&channels, &ours, "refund RF1: 40 fen at the channel, 30 here");
+    complaints(
+        &channels,
+        &ours,
+        "refund RF1: 40 fen at the channel, 30 here",
+    );
     channels[0].refunds.clear();
-    complaints(&channels, &ours, "refund RF1 is succeeded here, the channel has None");
+    complaints(
+        &channels,
+        &ours,
+        "refund RF1 is succeeded here, the channel has None",
+    );
     channels[0].refunds.push(refund(30));
     let verdict = compare(&channels, &ours);
     assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
@@ -320,7 +330,9 @@ async fn an_order_marked_paid_that_no_channel_charged_fails_the_books() {
 
     let verdict = books_verdict(&app).await;
     let expected = [
-        format!("order {number} is paid here with channel number Some(\"{WECHAT_TX}\"): WeChat Pay never charged it"),
+        format!(
+            "order {number} is paid here with channel number Some(\"{WECHAT_TX}\"): WeChat Pay never charged it"
+        ),
         format!("the channels kept 0 fen; our books count {TOTAL_FEN} applied + 0 flagged"),
     ];
     for line in &expected {
@@ -330,5 +342,10 @@ async fn an_order_marked_paid_that_no_channel_charged_fails_the_books() {
             verdict.violations
         );
     }
-    assert_eq!(verdict.violations.len(), expected.len(), "{:#?}", verdict.violations);
+    assert_eq!(
+        verdict.violations.len(),
+        expected.len(),
+        "{:#?}",
+        verdict.violations
+    );
 }

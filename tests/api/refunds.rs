@@ -547,7 +547,10 @@ async fn a_withdrawal_lowers_the_item_by_the_refund_once_the_money_is_back() {
         .expect("order");
     assert_eq!(order.status, OrderStatus::Paid, "part refunded, still paid");
     let books = check_books(&app).await;
-    assert_eq!((books.refunded_fen, books.kept_applied_fen), (100_000, 505_050));
+    assert_eq!(
+        (books.refunded_fen, books.kept_applied_fen),
+        (100_000, 505_050)
+    );
     // Kept: 6050.50 - 1000.00, and the item's fee says the same.
     let list = console.get("/admin/payments").await;
     assert_eq!(
@@ -629,7 +632,10 @@ async fn a_whole_item_refund_makes_that_item_owed_again_only_when_the_money_is_b
     );
     assert_eq!(zhang_san_owes(&app).await, charged);
     let books = check_books(&app).await;
-    assert_eq!((books.refunded_fen, books.kept_applied_fen), (charged, 605_050 - charged));
+    assert_eq!(
+        (books.refunded_fen, books.kept_applied_fen),
+        (charged, 605_050 - charged)
+    );
 }
 
 #[tokio::test]
@@ -744,7 +750,11 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     let books = check_books(&app).await;
     assert_eq!(books.paid_orders, [kept.clone()]);
     assert_eq!(
-        (books.received_fen, books.refunded_fen, books.kept_applied_fen),
+        (
+            books.received_fen,
+            books.refunded_fen,
+            books.kept_applied_fen
+        ),
         (2 * 605_050, 605_050, 605_050)
     );
 
@@ -856,7 +866,10 @@ async fn a_refusal_by_wechat_leaves_the_refund_failed_and_the_items_as_they_were
     let refund = only_refund(&app, &number).await;
     assert_eq!(refund.status, RefundStatus::Failed);
     let books = check_books(&app).await;
-    assert_eq!((books.channel_refunds, books.kept_applied_fen), (0, 605_050));
+    assert_eq!(
+        (books.channel_refunds, books.kept_applied_fen),
+        (0, 605_050)
+    );
     let failure = refund.failure.clone().expect("a failure text");
     assert!(failure.contains("基本账户余额不足"), "{failure}");
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);

@@ -294,8 +294,16 @@ impl<'a> Check<'a> {
                 ));
             }
             match order.status.as_str() {
-                "paid" => self.verdict.summary.paid_orders.push(order.out_trade_no.clone()),
-                "created" => self.verdict.summary.open_orders.push(order.out_trade_no.clone()),
+                "paid" => self
+                    .verdict
+                    .summary
+                    .paid_orders
+                    .push(order.out_trade_no.clone()),
+                "created" => self
+                    .verdict
+                    .summary
+                    .open_orders
+                    .push(order.out_trade_no.clone()),
                 _ => {}
             }
             if order.is_flagged_late_payment() {
@@ -325,7 +333,10 @@ impl<'a> Check<'a> {
                 continue;
             };
             if order.upstream() != Some(record.upstream) {
-                self.fail(format!("{at} charged {no}, our order is for {}", order.channel));
+                self.fail(format!(
+                    "{at} charged {no}, our order is for {}",
+                    order.channel
+                ));
             }
             if charge.amount_fen != order.amount_fen {
                 self.fail(format!(
@@ -531,7 +542,9 @@ impl<'a> Check<'a> {
                     continue;
                 }
                 let item = items.get(item_id);
-                if item.is_none_or(|item| item.status != "paid" || item.paid_order_id != Some(order.id)) {
+                if item.is_none_or(|item| {
+                    item.status != "paid" || item.paid_order_id != Some(order.id)
+                }) {
                     self.fail(format!(
                         "order {} is paid, without exception or refund, but item {item_id} is {:?}",
                         order.out_trade_no,
@@ -559,16 +572,13 @@ impl<'a> Check<'a> {
             if !order.holds_payment() {
                 continue;
             }
-            let given_back: i64 = self
-                .refunds_of
-                .get(&order.id)
-                .map_or(0, |refunds| {
-                    refunds
-                        .iter()
-                        .filter(|refund| refund.status == "succeeded")
-                        .map(|refund| refund.amount_fen)
-                        .sum()
-                });
+            let given_back: i64 = self.refunds_of.get(&order.id).map_or(0, |refunds| {
+                refunds
+                    .iter()
+                    .filter(|refund| refund.status == "succeeded")
+                    .map(|refund| refund.amount_fen)
+                    .sum()
+            });
             let kept = order.amount_fen - given_back;
             if order.status == "closed" {
                 flagged += kept;
@@ -598,9 +608,9 @@ impl<'a> Check<'a> {
             if order.status != "closed" || order.holds_payment() {
                 continue;
             }
-            let payable = order
-                .upstream()
-                .is_some_and(|upstream| open_there.contains_key(&(upstream, order.out_trade_no.as_str())));
+            let payable = order.upstream().is_some_and(|upstream| {
+                open_there.contains_key(&(upstream, order.out_trade_no.as_str()))
+            });
             if payable {
                 self.verdict
                     .summary
