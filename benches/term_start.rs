@@ -57,7 +57,9 @@
 //! Each pass has its own students. Afterwards the books, from the database: every
 //! order a sandbox reports paid is paid once here with one accepted notification, no
 //! fee item is in two paid orders, every student who completed has both items paid,
-//! every notification answered with success, and every request answered.
+//! every notification answered with success, and every request answered; and the
+//! check the fault tests end with (`tests/api/support/books/compare.rs`): each
+//! sandbox's ledger against our orders, items and refunds, disagreements listed.
 //!
 //! - `CAMPUSPAY_BENCH_DATABASE_URL`: PostgreSQL (default
 //!   `postgres://postgres@127.0.0.1:5432/test`);
@@ -80,6 +82,9 @@
 //! Interrupting the run (Ctrl-C) kills the instances; the schema and the Redis
 //! database are then left as they are (their names are printed at the start).
 
+/// The books from the outside, shared with the API tests.
+#[path = "../tests/api/support/books/compare.rs"]
+mod books;
 #[path = "common/procfs.rs"]
 mod procfs;
 
@@ -1905,6 +1910,12 @@ async fn check_books(
         )
         .await;
     let numbers = numbers?;
+    // The same books again, from the outside: each sandbox's ledger against our rows,
+    // by the rules the fault tests use (`tests/api/support/books/compare.rs`).
+    let mut ledger = wechat_pay.ledger();
+    ledger.extend(alipay.ledger());
+    let ours = books::read_ours(&backend.admin, Some(&backend.schema)).await?;
+    let outside = books::compare(&ledger, &ours);
     let [
         upstream,
         paid_here,
@@ -1947,6 +1958,10 @@ async fn check_books(
             "no notification refused, no order in exception",
             refused == 0 && exceptions == 0,
         ),
+        (
+            "the sandboxes' ledgers and our orders, items and refunds agree",
+            outside.violations.is_empty(),
+        ),
     ];
     println!();
     println!(
@@ -1955,10 +1970,18 @@ async fn check_books(
          {refused} refused",
         notifications.len()
     );
+    println!("   from the outside: {}", outside.summary.describe());
     let mut balanced = true;
     for (check, ok) in checks {
         println!("   {} {check}", if ok { "ok  " } else { "FAIL" });
         balanced &= ok;
+    }
+    const SHOWN: usize = 50;
+    for violation in outside.violations.iter().take(SHOWN) {
+        println!("      {violation}");
+    }
+    if outside.violations.len() > SHOWN {
+        println!("      … and {} more", outside.violations.len() - SHOWN);
     }
     Ok(balanced)
 }

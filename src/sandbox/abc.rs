@@ -167,6 +167,31 @@ impl AbcSandbox {
         self.lock().orders.get(order_no).cloned()
     }
 
+    /// The bank's side of the books, order by order (read-only): what it charged and
+    /// when, and whether it still takes money (its `orderTimeoutDate`). The bank
+    /// sandbox makes no refunds.
+    pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
+        use crate::sandbox::ledger::{ChannelRecord, Charge, Upstream};
+        let now = self.clock.now();
+        let mut orders: Vec<SandboxAbcOrder> = self.lock().orders.values().cloned().collect();
+        orders.sort_by(|a, b| a.order_no.cmp(&b.order_no));
+        orders
+            .into_iter()
+            .map(|order| ChannelRecord {
+                upstream: Upstream::Abc,
+                asked_fen: order.amount_fen,
+                charge: order.paid_at.map(|at| Charge {
+                    amount_fen: order.amount_fen,
+                    at,
+                    transaction_id: order.rsp_ref.clone(),
+                }),
+                closed: order.paid_at.is_none() && !order.payable_at(now),
+                refunds: Vec::new(),
+                out_trade_no: order.order_no,
+            })
+            .collect()
+    }
+
     /// Pays (a scan order is paid this way, as the ABC app would) and sends the
     /// notification; returns the HTTP status the merchant answered with.
     pub async fn pay(&self, order_no: &str) -> Result<(SandboxAbcOrder, u16), PayError> {

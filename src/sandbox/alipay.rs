@@ -590,6 +590,36 @@ impl AlipaySandbox {
             .unwrap_or_default()
     }
 
+    /// The sandbox's side of the books, order by order (read-only): what it charged
+    /// and when, whether it still takes money, and the refunds under each order (a
+    /// refund here is synchronous: made is succeeded).
+    pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
+        use crate::sandbox::ledger::{ChannelRecord, ChannelRefund, Charge, Upstream};
+        self.transactions()
+            .into_iter()
+            .map(|trade| ChannelRecord {
+                upstream: Upstream::Alipay,
+                asked_fen: trade.total_fen,
+                charge: trade.paid_at.map(|at| Charge {
+                    amount_fen: trade.total_fen,
+                    at,
+                    transaction_id: trade.trade_no.clone(),
+                }),
+                closed: trade.status == SandboxTradeStatus::TradeClosed,
+                refunds: self
+                    .refunds(&trade.out_trade_no)
+                    .into_iter()
+                    .map(|refund| ChannelRefund {
+                        out_refund_no: refund.out_request_no,
+                        amount_fen: refund.refund_fen,
+                        succeeded: true,
+                    })
+                    .collect(),
+                out_trade_no: trade.out_trade_no,
+            })
+            .collect()
+    }
+
     /// Every bill served from now on is spoiled this way (they add up), until
     /// [`AlipaySandbox::clear_bill_tampers`].
     pub fn tamper_bills(&self, tamper: AlipayBillTamper) {

@@ -4,6 +4,7 @@
 pub mod abc;
 pub mod alipay;
 pub mod alipay_bills;
+pub mod ledger;
 pub mod merchant;
 mod push_crypto;
 pub mod wechat_api;

@@ -540,6 +540,41 @@ impl WechatPaySandbox {
         state.orders.get(out_trade_no).map(|order| order.tx.clone())
     }
 
+    /// The sandbox's side of the books, order by order (read-only): what it charged
+    /// and when, whether it still takes money, and the refunds under each order.
+    pub fn ledger(&self) -> Vec<crate::sandbox::ledger::ChannelRecord> {
+        use crate::sandbox::ledger::{ChannelRecord, ChannelRefund, Charge, Upstream};
+        let now = self.shared.clock.now();
+        let refunds = self.refunds();
+        self.transactions()
+            .into_iter()
+            .map(|tx| ChannelRecord {
+                upstream: Upstream::WechatPay,
+                asked_fen: tx.total,
+                charge: match (tx.trade_state, tx.success_time) {
+                    (TradeState::Success, Some(at)) => Some(Charge {
+                        amount_fen: tx.total,
+                        at: at.with_timezone(&Utc),
+                        transaction_id: tx.transaction_id.clone(),
+                    }),
+                    _ => None,
+                },
+                closed: tx.trade_state == TradeState::Closed
+                    || (tx.trade_state == TradeState::NotPay && now >= tx.pay_before),
+                refunds: refunds
+                    .iter()
+                    .filter(|refund| refund.out_trade_no == tx.out_trade_no)
+                    .map(|refund| ChannelRefund {
+                        out_refund_no: refund.out_refund_no.clone(),
+                        amount_fen: refund.refund,
+                        succeeded: refund.status == refunds::RefundState::Success,
+                    })
+                    .collect(),
+                out_trade_no: tx.out_trade_no,
+            })
+            .collect()
+    }
+
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.shared.state().calls.clone()
     }

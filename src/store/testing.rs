@@ -74,6 +74,14 @@ impl TestStore {
 }
 
 impl TestStore {
+    /// The pool itself, for tests that check the books with SQL of their own instead
+    /// of the store's queries (a bug in a query must not hide behind itself).
+    pub fn connection(&self) -> &sea_orm::DatabaseConnection {
+        &self.store.db
+    }
+}
+
+impl TestStore {
     fn schema(&self) -> Option<&str> {
         match &self.home {
             Home::SqliteDirectory(_) => None,

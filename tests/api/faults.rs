@@ -1,10 +1,11 @@
 //! The service under faults: Redis and PostgreSQL going away and coming back (behind
 //! a fault proxy, so the shared servers keep serving the other tests), an instance
 //! killed between prepay and notification, and WeChat Pay hanging or failing. Each
-//! test ends by checking the books: every paid order applied once, no item paid twice,
-//! no item held by an order that is not open, every order whole.
+//! test ends by checking the books against what the sandboxes recorded
+//! (`support::books`): every order charged at a channel paid here once, for its
+//! amount, no item paid twice, no item held by an order that is not open, every order
+//! whole.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +14,13 @@ use campus_pay::clock::Clock;
 use campus_pay::sandbox::wechat_pay::{codes, paths};
 use campus_pay::sandbox::wechat_push::{EncryptionMode, text_xml};
 use campus_pay::store::testing::fresh_store;
-use campus_pay::store::{FeeItemStatus, NotificationVerdict, OrderStatus, PaymentFilter, Store};
+use campus_pay::store::{OrderStatus, Store};
 use reqwest::StatusCode;
 
+use crate::support::books::check_books;
 use crate::support::browser::{Browser, Page, element_text};
 use crate::support::fault_proxy::FaultProxy;
-use crate::support::seed::{LI_SI, WANG_WU, ZHANG_SAN};
+use crate::support::seed::{LI_SI, ZHANG_SAN};
 use crate::support::{ACCOUNT, Options, TestApp, fresh_cache, now, spawn_app_with};
 
 /// Long enough for any condition a test waits on (conditions are polled, never slept for).
@@ -71,84 +73,6 @@ fn order_number(page: &Page) -> String {
     element_text(&page.body, "order-number").expect("the page shows the order number")
 }
 
-/// What the books hold, once checked.
-#[derive(Debug, Default)]
-struct Books {
-    paid_orders: Vec<String>,
-    open_orders: Vec<String>,
-    accepted_notifications: u64,
-}
-
-/// Checks what must hold whatever failed: every order whole (lines summing to its
-/// amount), a paid order carries the channel's number, no item in two paid orders,
-/// every paid item in exactly one paid order, every held item in an open order and
-/// every item of an open order held. Reads through `store` (not the app's, which may
-/// be behind a fault proxy).
-async fn check_books(store: &Store) -> Books {
-    let rows = store
-        .payments_page(&PaymentFilter::default(), 1000, 0)
-        .await
-        .expect("orders");
-    let mut books = Books::default();
-    let mut paid_by: HashMap<i64, String> = HashMap::new();
-    let mut held_by: HashMap<i64, String> = HashMap::new();
-    for row in rows {
-        let order = store
-            .find_order(&row.out_trade_no)
-            .await
-            .expect("order")
-            .expect("listed orders exist");
-        let lines = store.order_lines(order.id).await.expect("lines");
-        let number = order.out_trade_no.clone();
-        assert!(!lines.is_empty(), "order {number} has no lines");
-        let total: i64 = lines.iter().map(|line| line.amount_fen).sum();
-        assert_eq!(total, order.amount_fen, "order {number} is whole");
-        match order.status {
-            OrderStatus::Paid => {
-                assert!(
-                    order.channel_trade_no.is_some(),
-                    "{number}: paid, no channel number"
-                );
-                for line in &lines {
-                    let twice = paid_by.insert(line.fee_item_id, number.clone());
-                    assert!(twice.is_none(), "item {} paid twice", line.fee_item_id);
-                }
-                books.paid_orders.push(number);
-            }
-            OrderStatus::Created => {
-                for line in &lines {
-                    held_by.insert(line.fee_item_id, number.clone());
-                }
-                books.open_orders.push(number);
-            }
-            OrderStatus::Closed | OrderStatus::Refunded => {}
-        }
-    }
-    for id_card in [ZHANG_SAN, LI_SI, WANG_WU] {
-        let student = store
-            .find_student_by_id_card(id_card)
-            .await
-            .expect("query")
-            .expect("seeded");
-        for item in store.fee_items_of(student.id).await.expect("items") {
-            let paid = paid_by.contains_key(&item.id);
-            let held = held_by.contains_key(&item.id);
-            match item.status {
-                FeeItemStatus::Paid => assert!(paid, "item {} paid by no paid order", item.id),
-                FeeItemStatus::InOrder => {
-                    assert!(held && !paid, "item {} held by no open order", item.id);
-                }
-                _ => assert!(!paid && !held, "item {} is {:?}", item.id, item.status),
-            }
-        }
-    }
-    books.accepted_notifications = store
-        .count_notifications(NotificationVerdict::Accepted)
-        .await
-        .expect("count");
-    books
-}
-
 async fn order_status(store: &Store, number: &str) -> Option<OrderStatus> {
     store
         .find_order(number)
@@ -181,7 +105,7 @@ async fn retry_and_pay_once(app: &TestApp, browser: &mut Browser<'_>) {
     );
     let result = browser.get(&format!("/orders/{number}")).await;
     assert!(result.body.contains("缴费成功"), "{}", result.body);
-    let books = check_books(&app.store).await;
+    let books = check_books(app).await;
     assert_eq!(books.paid_orders, [number]);
     assert!(books.open_orders.is_empty(), "{books:?}");
     assert_eq!(books.accepted_notifications, 1);
@@ -218,7 +142,7 @@ async fn a_hanging_prepay_gives_the_retry_message_while_other_pages_answer() {
     );
     assert!(hung.body.contains("支付通道暂时繁忙"), "{}", hung.body);
     // Outcome unknown: the order stays open (the sweep will ask), nothing half-written.
-    let books = check_books(&app.store).await;
+    let books = check_books(&app).await;
     assert_eq!(books.open_orders.len(), 1, "{books:?}");
     assert!(books.paid_orders.is_empty());
 
@@ -241,7 +165,7 @@ async fn a_failing_prepay_gives_the_retry_message_and_the_retry_pays_once() {
         failed.body
     );
     assert!(failed.body.contains("支付通道暂时繁忙"), "{}", failed.body);
-    check_books(&app.store).await;
+    check_books(&app).await;
     retry_and_pay_once(&app, &mut zhang).await;
 }
 
@@ -355,7 +279,7 @@ async fn a_postgres_restart_fails_requests_cleanly_and_the_retried_notification_
         assert_eq!(*status, 500, "{body}");
         assert!(body.contains("\"FAIL\""), "{body}");
     }
-    let books = check_books(&test_store).await;
+    let books = check_books(&app).await;
     assert_eq!(books.paid_orders, [number]);
     assert_eq!(books.accepted_notifications, 1, "applied once");
 }
@@ -428,7 +352,7 @@ async fn without_redis_the_webhook_answers_payments_apply_and_students_sign_in_a
     );
     let fees = zhang.get("/fees").await;
     assert!(fees.body.contains("无欠费"), "{}", fees.body);
-    let books = check_books(&app.store).await;
+    let books = check_books(&app).await;
     assert_eq!(books.paid_orders, [number]);
     assert_eq!(books.accepted_notifications, 1);
 }
@@ -770,7 +694,7 @@ async fn a_killed_instance_leaves_the_notification_to_the_other_and_the_sweep_sp
         Some(OrderStatus::Paid)
     );
     assert_eq!(app.pay.calls_to(&paths::close(&paid_number)), 0);
-    let books = check_books(&app.store).await;
+    let books = check_books(&app).await;
     assert_eq!(books.paid_orders, [paid_number]);
     assert!(books.open_orders.is_empty(), "{books:?}");
     assert_eq!(books.accepted_notifications, 1);

@@ -1,5 +1,6 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
+mod books;
 mod channel_guards;
 mod channels;
 mod cli;

@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 
 use crate::support::TestApp;
 use crate::support::admin::{FINANCE, VIEWER};
+use crate::support::books::check_books;
 use crate::support::browser::{Browser, NEW_PASSWORD, Page, element_text, hidden_value};
 use crate::support::seed::{ZHANG_SAN, item_statuses, paying_app};
 
@@ -396,6 +397,9 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
     assert_eq!(refund.status, RefundStatus::Processing);
     assert_eq!(refund.amount_fen, 605_050);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+    // The books from WeChat's side: the refund on its way there and here.
+    let books = check_books(&app).await;
+    assert_eq!((books.channel_refunds, books.refunded_fen), (1, 0));
     let list = console.get("/admin/payments").await;
     assert_eq!(
         element_text(&list.body, "refunded-sum").as_deref(),
@@ -437,6 +441,9 @@ async fn a_full_refund_is_confirmed_then_makes_the_items_owed_again_and_voids_th
     assert_eq!(order.status, OrderStatus::Refunded);
 
     // Every list and export says 已退款; the paid total no longer counts it.
+    let books = check_books(&app).await;
+    assert_eq!(books.refunded_fen, 605_050);
+    assert_eq!(books.kept_applied_fen, 0);
     let list = console.get("/admin/payments").await;
     assert!(list.body.contains("已退款"), "{}", list.body);
     assert_eq!(
@@ -539,6 +546,11 @@ async fn a_withdrawal_lowers_the_item_by_the_refund_once_the_money_is_back() {
         .expect("reads")
         .expect("order");
     assert_eq!(order.status, OrderStatus::Paid, "part refunded, still paid");
+    let books = check_books(&app).await;
+    assert_eq!(
+        (books.refunded_fen, books.kept_applied_fen),
+        (100_000, 505_050)
+    );
     // Kept: 6050.50 - 1000.00, and the item's fee says the same.
     let list = console.get("/admin/payments").await;
     assert_eq!(
@@ -619,6 +631,11 @@ async fn a_whole_item_refund_makes_that_item_owed_again_only_when_the_money_is_b
         ]
     );
     assert_eq!(zhang_san_owes(&app).await, charged);
+    let books = check_books(&app).await;
+    assert_eq!(
+        (books.refunded_fen, books.kept_applied_fen),
+        (charged, 605_050 - charged)
+    );
 }
 
 #[tokio::test]
@@ -627,6 +644,8 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     app.pay.hold_refunds();
     app.pay.set_refund_notification_copies(2);
     let (duplicate, kept) = duplicate_payment(&app).await;
+    let books = check_books(&app).await;
+    assert_eq!(books.flagged_orders, [duplicate.clone()]);
     let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
 
     // The duplicate's page names the order that covers it; that order is no duplicate.
@@ -728,6 +747,16 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
         .expect("reads")
         .expect("order");
     assert_eq!(refunded_order.status, OrderStatus::Refunded);
+    let books = check_books(&app).await;
+    assert_eq!(books.paid_orders, [kept.clone()]);
+    assert_eq!(
+        (
+            books.received_fen,
+            books.refunded_fen,
+            books.kept_applied_fen
+        ),
+        (2 * 605_050, 605_050, 605_050)
+    );
 
     let audit = app.audit_rows("refund.").await;
     assert_eq!(audit.len(), 1);
@@ -793,6 +822,7 @@ async fn a_lost_answer_is_resolved_by_querying_the_same_refund_number() {
     assert!(done.status.is_redirection(), "{}", done.body);
     let refund = only_refund(&app, &number).await;
     assert_eq!(refund.status, RefundStatus::Requested, "outcome unknown");
+    check_books(&app).await;
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
 
     app.pay
@@ -815,6 +845,7 @@ async fn a_lost_answer_is_resolved_by_querying_the_same_refund_number() {
     assert_eq!(seen.len(), 1, "WeChat saw one refund number");
     assert_eq!(seen[0].out_refund_no, refund.out_refund_no);
     assert_eq!(refund_posts(&app), 1, "queried, never sent again");
+    assert_eq!(check_books(&app).await.refunded_fen, 605_050);
     assert!(
         app.pay
             .calls()
@@ -834,6 +865,11 @@ async fn a_refusal_by_wechat_leaves_the_refund_failed_and_the_items_as_they_were
     confirmed_refund(&mut console, &number, &WHOLE_OWED_AGAIN).await;
     let refund = only_refund(&app, &number).await;
     assert_eq!(refund.status, RefundStatus::Failed);
+    let books = check_books(&app).await;
+    assert_eq!(
+        (books.channel_refunds, books.kept_applied_fen),
+        (0, 605_050)
+    );
     let failure = refund.failure.clone().expect("a failure text");
     assert!(failure.contains("基本账户余额不足"), "{failure}");
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);

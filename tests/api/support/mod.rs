@@ -4,6 +4,7 @@
 //! Redis with `CAMPUSPAY_TEST_REDIS_URL`), a manual clock, and the WeChat sandbox.
 
 pub mod admin;
+pub mod books;
 pub mod browser;
 pub mod fault_proxy;
 pub mod seed;
