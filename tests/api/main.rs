@@ -1,5 +1,6 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
+mod branches;
 mod channel_guards;
 mod channels;
 mod cli;
@@ -12,6 +13,7 @@ mod hostile_input;
 mod import;
 mod metrics;
 mod payments;
+mod races;
 mod receipts;
 mod reconcile;
 mod refunds;
