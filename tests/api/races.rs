@@ -101,6 +101,12 @@ async fn order(app: &TestApp, number: &str) -> OrderRecord {
 /// 张三 on PC with a WeChat Native order for all his items: his browser and the number.
 async fn open_order(app: &TestApp) -> (Browser<'_>, String) {
     let mut browser = Browser::signed_in_pc(app, ZHANG_SAN, "31002X").await;
+    let number = order_all(&mut browser).await;
+    (browser, number)
+}
+
+/// A WeChat Native order for every item the fee list offers: its number.
+async fn order_all(browser: &mut Browser<'_>) -> String {
     let fees = browser.get("/fees").await;
     let csrf = fees.csrf();
     let ids = Browser::item_ids(&fees);
@@ -108,8 +114,7 @@ async fn open_order(app: &TestApp) -> (Browser<'_>, String) {
     form.extend(ids.iter().map(|id| ("item", id.as_str())));
     let page = browser.post("/pay/wechat", &form).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let number = element_text(&page.body, "order-number").expect("order number");
-    (browser, number)
+    element_text(&page.body, "order-number").expect("order number")
 }
 
 /// The student's result page asking "paid yet?", as its script does.
@@ -240,6 +245,57 @@ async fn copies_of_a_late_payment_arriving_at_once_record_one_accepted_notificat
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
 }
 
+/// Fails on PostgreSQL without the order's row lock in `store/orders.rs` (`apply_in`):
+/// the first copies of a late payment, arriving together, would each find the payment
+/// not yet on the order and each be recorded as accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_copies_of_a_late_payment_arriving_at_once_record_one_accepted_notification() {
+    let app = paying_app().await;
+    // Order 1 paid at WeChat while our side closed it; its items since paid by order 2.
+    let (mut browser, first) = open_order(&app).await;
+    app.pay.pay_silently(&first).expect("paid at WeChat");
+    let released = app
+        .state
+        .store
+        .release_order(order(&app, &first).await.id, app.clock.now())
+        .await
+        .expect("released");
+    assert!(released);
+    let second = order_all(&mut browser).await;
+    app.pay.pay(&second).await.expect("paid in the sandbox");
+    assert_eq!(notifications(&app, NotificationVerdict::Accepted).await, 1);
+    let late = app
+        .pay
+        .notification_for(&first, Tamper::None)
+        .expect("built");
+
+    // Its notification, twice at once, the first time it comes.
+    let gate = WriteGate::shut(&app, "orders").await;
+    let opener = async {
+        if let Some(gate) = gate {
+            gate.wait_for_waiting(2).await;
+            gate.open().await;
+        }
+    };
+    let (a, b, ()) = tokio::join!(
+        post_notification(&app, &late),
+        post_notification(&app, &late),
+        opener
+    );
+    assert!(a.is_success() && b.is_success(), "{a} / {b}");
+    assert_eq!(
+        notifications(&app, NotificationVerdict::Accepted).await,
+        2,
+        "one accepted row per payment (order 2's and order 1's)"
+    );
+    assert_eq!(notifications(&app, NotificationVerdict::Duplicate).await, 1);
+    let flagged = order(&app, &first).await;
+    assert_eq!(flagged.status, OrderStatus::Closed);
+    assert!(flagged.exception.is_some(), "{flagged:?}");
+    assert_eq!(order(&app, &second).await.status, OrderStatus::Paid);
+    assert_eq!(item_statuses(&app).await, [FeeItemStatus::Paid; 3]);
+}
+
 // ---- two refunds that together exceed what is left ------------------------------------
 
 /// The duplicate order's line for `name`: its item id and what the order charged.
@@ -289,26 +345,26 @@ async fn live_refunds_of_item(app: &TestApp, number: &str, item: i64) -> Vec<Ref
         .collect()
 }
 
-/// On PostgreSQL, a transaction of the test's own that holds every insert into
-/// `refunds` (`LOCK TABLE … IN SHARE MODE`: reads go on, writes wait), so that two
-/// refunds are both under way before either is written: the interleaving that loses
-/// money without the row locks in `store/refunds.rs` happens every time, not by luck.
-/// `None` on SQLite (one writer: nothing to interleave).
-struct RefundGate {
+/// On PostgreSQL, a transaction of the test's own that holds every write to one table
+/// (`LOCK TABLE … IN SHARE MODE`: reads and row locks go on, writes wait), so that two
+/// requests are both under way before either writes: the interleaving that a missing
+/// row lock loses happens every time, not by luck. `None` on SQLite (one writer:
+/// nothing to interleave).
+struct WriteGate {
     connection: DatabaseConnection,
     holder: DatabaseTransaction,
     pid: i32,
 }
 
-impl RefundGate {
-    async fn shut(app: &TestApp) -> Option<RefundGate> {
+impl WriteGate {
+    async fn shut(app: &TestApp, table: &str) -> Option<WriteGate> {
         let (url, Some(schema)) = app.store.url_and_schema() else {
             return None;
         };
         let connection = Database::connect(url).await.expect("a connection of its own");
         let holder = connection.begin().await.expect("a transaction");
         holder
-            .execute_unprepared(&format!("LOCK TABLE \"{schema}\".refunds IN SHARE MODE"))
+            .execute_unprepared(&format!("LOCK TABLE \"{schema}\".{table} IN SHARE MODE"))
             .await
             .expect("refunds locked");
         let pid = holder
@@ -321,7 +377,7 @@ impl RefundGate {
             .expect("a row")
             .try_get::<i32>("", "pid")
             .expect("an int");
-        Some(RefundGate {
+        Some(WriteGate {
             connection,
             holder,
             pid,
@@ -354,7 +410,7 @@ impl RefundGate {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{waiting} of {count} refunds reached the gate"
+                "{waiting} of {count} requests reached the gate"
             );
             // Polling for an event (the sessions queued on the lock), not proving that
             // nothing happens.
@@ -375,7 +431,7 @@ async fn two_refunds_at_once(
     asks: [&RefundAsk; 2],
 ) -> [Result<RefundRecord, RefundError>; 2] {
     let refunds = Refunds::from_checkout(&app.state.checkout);
-    let gate = RefundGate::shut(app).await;
+    let gate = WriteGate::shut(app, "refunds").await;
     let opener = async {
         if let Some(gate) = gate {
             gate.wait_for_waiting(2).await;
