@@ -151,7 +151,11 @@ async fn close_fails_then_hangs_then_goes_through(closer: Closer) {
 
     closer.fail_next_close(&app);
     let failed = counted_sweep(&app).await;
-    assert_eq!((failed.closed, failed.failed), (0, 1), "{closer:?}: {failed:?}");
+    assert_eq!(
+        (failed.closed, failed.failed),
+        (0, 1),
+        "{closer:?}: {failed:?}"
+    );
     assert_eq!(status_of(&app, &number).await, OrderStatus::Created);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
     assert_eq!(sweep_runs(&app, "failed").await, failed_before + 1.0);
@@ -163,7 +167,11 @@ async fn close_fails_then_hangs_then_goes_through(closer: Closer) {
     assert_eq!(status_of(&app, &number).await, OrderStatus::Created);
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
     assert_eq!(sweep_runs(&app, "failed").await, failed_before + 2.0);
-    assert_eq!(sweep_runs(&app, "ok").await, ok_before, "no pass counted as fine");
+    assert_eq!(
+        sweep_runs(&app, "ok").await,
+        ok_before,
+        "no pass counted as fine"
+    );
 
     let next = counted_sweep(&app).await;
     assert_eq!((next.closed, next.failed), (1, 0), "{closer:?}: {next:?}");
@@ -256,7 +264,10 @@ async fn other_students_and_unpayable_items_get_no_order_and_no_prepay_at_any_en
     let cases: [(&str, Vec<i64>); 7] = [
         ("another student's item", vec![li_si]),
         ("another student's item, twice", vec![li_si, li_si]),
-        ("own item twice with another student's", vec![tuition, li_si, tuition]),
+        (
+            "own item twice with another student's",
+            vec![tuition, li_si, tuition],
+        ),
         ("own and another student's", vec![tuition, li_si]),
         ("a deferred item", vec![lodging]),
         ("a waived item", vec![books]),

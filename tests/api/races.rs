@@ -141,20 +141,34 @@ async fn one_payment_reported_by_every_path_at_once_is_applied_once() {
         .expect("built");
     // Quiet long enough for the sweep and the page to query; not yet expired.
     app.clock.advance(Duration::from_secs(3 * 60));
-    let today = app
-        .clock
-        .now()
+    // The bill of the day the payment was made, Beijing time (not of "now": three
+    // minutes later may be the next day).
+    let paid_on = app
+        .pay
+        .transaction(&number)
+        .and_then(|transaction| transaction.success_time)
+        .expect("paid")
         .with_timezone(&beijing_offset())
         .date_naive();
     let reconciler = app.state.reconciler();
 
-    let (first, second, poll_one, poll_two, sweep, reconciled) = tokio::join!(
+    // All at once; on PostgreSQL the order's writes wait at a gate until at least two
+    // paths are in the middle of applying it.
+    let gate = WriteGate::shut(&app, "orders").await;
+    let opener = async {
+        if let Some(gate) = gate {
+            gate.wait_for_waiting(2).await;
+            gate.open().await;
+        }
+    };
+    let (first, second, poll_one, poll_two, sweep, reconciled, ()) = tokio::join!(
         post_notification(&app, &notification),
         post_notification(&app, &notification),
         poll_status(&app, &session, &number),
         poll_status(&app, &session, &number),
         sweep_once(&app.state.checkout, &app.state.cache),
-        reconciler.reconcile(BillChannel::Wechat, today, ACTOR_CLI),
+        reconciler.reconcile(BillChannel::Wechat, paid_on, ACTOR_CLI),
+        opener,
     );
     assert_eq!(
         (first, second),
@@ -361,7 +375,9 @@ impl WriteGate {
         let (url, Some(schema)) = app.store.url_and_schema() else {
             return None;
         };
-        let connection = Database::connect(url).await.expect("a connection of its own");
+        let connection = Database::connect(url)
+            .await
+            .expect("a connection of its own");
         let holder = connection.begin().await.expect("a transaction");
         holder
             .execute_unprepared(&format!("LOCK TABLE \"{schema}\".{table} IN SHARE MODE"))
