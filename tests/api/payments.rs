@@ -440,8 +440,8 @@ async fn twenty_concurrent_pay_requests_make_one_order() {
     assert_eq!(item_statuses(&app).await, [FeeItemStatus::InOrder; 3]);
     crate::races::assert_no_item_in_two_orders(&orders);
     assert_eq!(
-        numbers.into_iter().collect::<Vec<_>>(),
-        [order.out_trade_no.clone()],
+        numbers.iter().collect::<Vec<_>>(),
+        [&order.out_trade_no],
         "every page that answered shows that order"
     );
     let orders_at_wechat = app.pay.transactions().len();
