@@ -304,7 +304,10 @@ impl Checkout {
             payer_openid: payment.payer_openid.as_deref(),
         };
         let outcome = self.store.apply_payment(&report, self.clock.now()).await?;
-        let ApplyOutcome::PaidWhileHeld { holders, .. } = outcome else {
+        let ApplyOutcome::PaidWhileHeld {
+            holders, repeated, ..
+        } = outcome
+        else {
             return settled_of(outcome, out_trade_no);
         };
         // Money came for a closed order whose items another, unpaid order holds: close
@@ -318,9 +321,10 @@ impl Checkout {
             }
         }
         // Releasing a holder may already have settled this payment (it was waiting on
-        // that order); either way this report is what brought it in.
+        // that order); either way this report is what brought it in, unless it was a
+        // copy of one already recorded.
         let again = self.store.apply_payment(&report, self.clock.now()).await?;
-        settled_of(again, out_trade_no).map(|(settled, _)| (settled, true))
+        settled_of(again, out_trade_no).map(|(settled, _)| (settled, !repeated))
     }
 
     /// Closes an open order at its channel, then releases its items; an order found
@@ -456,19 +460,30 @@ fn settled_of(outcome: ApplyOutcome, out_trade_no: &str) -> Result<(Settled, boo
         ApplyOutcome::PaidAfterClose {
             order,
             settled: true,
-        } => (Settled::Paid(order), true),
+            repeated,
+        } => (Settled::Paid(order), !repeated),
         ApplyOutcome::PaidAfterClose {
             order,
             settled: false,
+            repeated,
         }
-        | ApplyOutcome::AmountMismatch(order)
-        | ApplyOutcome::Conflicting(order) => {
+        | ApplyOutcome::Conflicting { order, repeated } => {
+            if !repeated {
+                tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
+            }
+            (Settled::Exception(order), !repeated)
+        }
+        ApplyOutcome::AmountMismatch(order) => {
             tracing::error!(out_trade_no, exception = ?order.exception, "payment needs the finance office");
             (Settled::Exception(order), true)
         }
-        ApplyOutcome::PaidWhileHeld { order, .. } => {
-            tracing::error!(out_trade_no, exception = ?order.exception, "payment for items another order still holds; needs the finance office");
-            (Settled::Exception(order), true)
+        ApplyOutcome::PaidWhileHeld {
+            order, repeated, ..
+        } => {
+            if !repeated {
+                tracing::error!(out_trade_no, exception = ?order.exception, "payment for items another order still holds; needs the finance office");
+            }
+            (Settled::Exception(order), !repeated)
         }
         ApplyOutcome::UnknownOrder => return Err(CheckoutError::UnknownOrder),
     })

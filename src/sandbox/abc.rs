@@ -192,6 +192,11 @@ impl AbcSandbox {
             .collect()
     }
 
+    /// How many orders the bank has taken (page and scan alike).
+    pub fn order_count(&self) -> usize {
+        self.lock().orders.len()
+    }
+
     /// Pays (a scan order is paid this way, as the ABC app would) and sends the
     /// notification; returns the HTTP status the merchant answered with.
     pub async fn pay(&self, order_no: &str) -> Result<(SandboxAbcOrder, u16), PayError> {

@@ -580,6 +580,16 @@ impl AlipaySandbox {
         ));
     }
 
+    /// The next `times` requests for `method` are held `duration` before they are
+    /// handled, as when the gateway is slow: a caller that gives up sooner never sees
+    /// the answer (and the held request may still take effect, or be dropped with its
+    /// connection: the caller cannot know which).
+    pub fn hang_next(&self, method: &str, duration: Duration, times: usize) {
+        let mut state = self.shared.state();
+        let queue = state.hangs.entry(method.to_owned()).or_default();
+        queue.extend(std::iter::repeat_n(duration, times));
+    }
+
     /// The refunds made on an order, in order.
     pub fn refunds(&self, out_trade_no: &str) -> Vec<AlipaySandboxRefund> {
         let state = self.shared.state();
@@ -839,6 +849,7 @@ struct GatewayState {
     trade_nos: HashMap<String, String>,
     calls: Vec<RecordedCall>,
     injected_failures: HashMap<String, VecDeque<(String, String)>>,
+    hangs: HashMap<String, VecDeque<Duration>>,
     response_tampers: HashMap<String, VecDeque<AlipayResponseTamper>>,
     notification_answers: Vec<(String, u16, String)>,
     notification_copies: usize,
@@ -862,6 +873,7 @@ impl Default for GatewayState {
             trade_nos: HashMap::new(),
             calls: Vec::new(),
             injected_failures: HashMap::new(),
+            hangs: HashMap::new(),
             response_tampers: HashMap::new(),
             notification_answers: Vec::new(),
             notification_copies: 1,
@@ -1292,6 +1304,14 @@ async fn gateway(State(shared): SharedState, uri: Uri, body: Bytes) -> Response 
     } else {
         "error_response".to_owned()
     };
+    let hang = shared
+        .state()
+        .hangs
+        .get_mut(&method)
+        .and_then(VecDeque::pop_front);
+    if let Some(duration) = hang {
+        tokio::time::sleep(duration).await;
+    }
     let (answer, code, sub_code) = match shared.handle(&method, &params) {
         Ok(content) => (
             Answer {

@@ -129,17 +129,26 @@ pub enum ApplyOutcome {
     /// Paid after we closed it; recorded as an exception for the finance office.
     /// `settled`: the items were still unpaid and are now paid by it; otherwise they
     /// were paid by another order (a true duplicate, to refund) or changed (waived).
-    PaidAfterClose { order: OrderRecord, settled: bool },
+    /// `repeated`: this payment was already recorded on the order (a copy of the
+    /// report), so it is not news for the office a second time.
+    PaidAfterClose {
+        order: OrderRecord,
+        settled: bool,
+        repeated: bool,
+    },
     /// Paid after we closed it, while other open orders (`holders`) hold its items:
     /// recorded on the order; the caller closes the holders and applies it again.
+    /// `repeated` as for `PaidAfterClose`.
     PaidWhileHeld {
         order: OrderRecord,
         holders: Vec<OrderRecord>,
+        repeated: bool,
     },
     /// The amount differs from the order's: refused and recorded.
     AmountMismatch(OrderRecord),
-    /// A second payment for a paid or refunded order: recorded.
-    Conflicting(OrderRecord),
+    /// A second payment for a paid or refunded order: recorded. `repeated`: the same
+    /// second payment was already noted (a copy of its report).
+    Conflicting { order: OrderRecord, repeated: bool },
     /// No such order of ours.
     UnknownOrder,
 }
@@ -585,8 +594,15 @@ async fn apply_in(
     report: &PaymentReport<'_>,
     now: DateTime<Utc>,
 ) -> Result<ApplyOutcome, StoreError> {
-    let Some(order) = orders::Entity::find()
-        .filter(orders::Column::OutTradeNo.eq(report.out_trade_no))
+    // Locked (PostgreSQL; SQLite has one writer): copies of one report arriving at
+    // once (the notification, the page's poll, the sweep, reconciliation) are judged
+    // one after the other, each seeing what the one before wrote.
+    let mut select =
+        orders::Entity::find().filter(orders::Column::OutTradeNo.eq(report.out_trade_no));
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        select = select.lock_exclusive();
+    }
+    let Some(order) = select
         .one(txn)
         .await
         .map_err(StoreError::query("read the paid order"))?
@@ -621,8 +637,12 @@ async fn apply_in(
                 },
                 report.channel_trade_no
             );
+            let repeated = order.exception.as_deref() == Some(note.as_str());
             let order = note_exception(txn, order, &note, now).await?;
-            Ok(ApplyOutcome::Conflicting(OrderRecord::from(order)))
+            Ok(ApplyOutcome::Conflicting {
+                order: OrderRecord::from(order),
+                repeated,
+            })
         }
     }
 }
@@ -660,7 +680,10 @@ async fn mark_paid(
         return Ok(if current.status == OrderStatus::Paid && same {
             ApplyOutcome::AlreadyApplied(OrderRecord::from(current))
         } else {
-            ApplyOutcome::Conflicting(OrderRecord::from(current))
+            ApplyOutcome::Conflicting {
+                order: OrderRecord::from(current),
+                repeated: false,
+            }
         });
     }
     let item_ids = item_ids_of(txn, order.id).await?;
@@ -731,6 +754,8 @@ async fn paid_after_close(
     report: &PaymentReport<'_>,
     now: DateTime<Utc>,
 ) -> Result<ApplyOutcome, StoreError> {
+    // The same transaction already on the closed order: a copy of a report we have.
+    let repeated = order.channel_trade_no.as_deref() == Some(report.channel_trade_no);
     let item_ids = item_ids_of(txn, order.id).await?;
     let items = fee_items::Entity::find()
         .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
@@ -784,9 +809,17 @@ async fn paid_after_close(
         .map_err(StoreError::query("record a payment after close"))?;
     let order = OrderRecord::from(reread(txn, order.id).await?);
     if late == LatePayment::Held {
-        return Ok(ApplyOutcome::PaidWhileHeld { order, holders });
+        return Ok(ApplyOutcome::PaidWhileHeld {
+            order,
+            holders,
+            repeated,
+        });
     }
-    Ok(ApplyOutcome::PaidAfterClose { order, settled })
+    Ok(ApplyOutcome::PaidAfterClose {
+        order,
+        settled,
+        repeated,
+    })
 }
 
 /// Whether an order holds a payment the office may apply: closed, with the channel's

@@ -276,7 +276,7 @@ async fn a_late_payment_for_items_paid_since_is_kept_for_a_refund() {
         .await
         .expect("ok");
     assert!(
-        matches!(late, ApplyOutcome::PaidAfterClose { settled: false, ref order } if order.status == OrderStatus::Closed && order.exception.is_some())
+        matches!(late, ApplyOutcome::PaidAfterClose { settled: false, ref order, .. } if order.status == OrderStatus::Closed && order.exception.is_some())
     );
     assert_eq!(
         statuses(&store, student).await,

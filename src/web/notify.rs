@@ -345,16 +345,22 @@ async fn apply_verified(
             )
             .await
         }
-        Ok((settled, _)) => {
+        Ok((settled, first_time)) => {
             // Real money the office must see (paid after close, a second payment): it is
-            // recorded on the order, so the channel may stop sending it.
+            // recorded on the order, so the channel may stop sending it. A copy of a
+            // report already recorded is a duplicate: one accepted row per payment.
             let id = Some(settled.order().id);
+            let verdict = if first_time {
+                NotificationVerdict::Accepted
+            } else {
+                NotificationVerdict::Duplicate
+            };
             record(
                 state,
                 received,
                 Some(out_trade_no),
                 id,
-                NotificationVerdict::Accepted,
+                verdict,
                 Some("exception"),
             )
             .await;
@@ -424,7 +430,8 @@ fn payment_outcome(applied: &Result<(Settled, bool), CheckoutError>) -> &'static
         Ok((Settled::Paid(order), true)) if order.exception.is_some() => "paid_after_close",
         Ok((Settled::Paid(_), true)) => "applied",
         Ok((Settled::Paid(_), false)) => "duplicate",
-        Ok((Settled::Exception(_), _)) => "exception",
+        Ok((Settled::Exception(_), true)) => "exception",
+        Ok((Settled::Exception(_), false)) => "duplicate",
         // The store answers a report only with Paid or Exception; keep the rest apart.
         Ok((Settled::Open(_) | Settled::Closed(_), _)) => "not_applied",
         Err(CheckoutError::UnknownOrder) => "unknown_order",

@@ -1,6 +1,7 @@
 //! Whole flows: the real program over HTTP, against the sandbox over loopback.
 
 mod books;
+mod branches;
 mod channel_guards;
 mod channels;
 mod cli;
@@ -13,6 +14,7 @@ mod hostile_input;
 mod import;
 mod metrics;
 mod payments;
+mod races;
 mod receipts;
 mod reconcile;
 mod refunds;

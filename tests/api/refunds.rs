@@ -38,7 +38,7 @@ async fn paid_order(app: &TestApp) -> String {
     number
 }
 
-async fn refunds_of(app: &TestApp, number: &str) -> Vec<RefundRecord> {
+pub(crate) async fn refunds_of(app: &TestApp, number: &str) -> Vec<RefundRecord> {
     let order = app
         .state
         .store
@@ -78,7 +78,11 @@ async fn first_line(app: &TestApp, number: &str) -> (i64, i64) {
 
 /// One POST of the refund form (the first step unless `confirmed=1` is among the
 /// fields), with the page's token.
-async fn refund_form(console: &mut Browser<'_>, number: &str, fields: &[(&str, &str)]) -> Page {
+pub(crate) async fn refund_form(
+    console: &mut Browser<'_>,
+    number: &str,
+    fields: &[(&str, &str)],
+) -> Page {
     let page = console.get(&format!("/admin/payments/{number}")).await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = page.csrf();
@@ -115,7 +119,7 @@ async fn confirmed_refund(
 }
 
 /// The hidden fields of a confirmation page's form, as a browser would send them.
-fn confirmation_fields(page: &Page) -> Vec<(&'static str, String)> {
+pub(crate) fn confirmation_fields(page: &Page) -> Vec<(&'static str, String)> {
     let form = &page.body[page
         .body
         .find("class=\"refund confirm\"")
@@ -146,7 +150,7 @@ async fn post_refund_notification(app: &TestApp, notification: &Notification) ->
     request.send().await.expect("sent").status()
 }
 
-fn refund_posts(app: &TestApp) -> usize {
+pub(crate) fn refund_posts(app: &TestApp) -> usize {
     app.pay
         .calls()
         .iter()
@@ -169,7 +173,7 @@ fn refunded(number: &str) -> String {
 /// already closed it (the close raced the payment) and released the items; he pays
 /// them again in order 2; then order 1's notification arrives: paid after close, its
 /// items already paid by order 2. Both numbers.
-async fn duplicate_payment(app: &TestApp) -> (String, String) {
+pub(crate) async fn duplicate_payment(app: &TestApp) -> (String, String) {
     let mut browser = Browser::signed_in_pc(app, ZHANG_SAN, "31002X").await;
     let order = async |browser: &mut Browser<'_>| {
         let fees = browser.get("/fees").await;
