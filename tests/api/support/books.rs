@@ -37,4 +37,6 @@ pub async fn books_verdict(app: &TestApp) -> Verdict {
     compare::compare(&channels, &ours)
 }
 
+// For `tests/api/books.rs`; the browser tests share this module without them.
+#[allow(unused_imports)]
 pub use compare::{OurBooks, OurItem, OurLine, OurOrder, OurRefund, compare};
