@@ -262,7 +262,10 @@ async fn money_a_channel_took_for_an_order_we_closed_fails_the_books_until_the_o
         .expect("released");
     assert!(released);
     let before = check_books(&app).await;
-    assert_eq!(before.closed_here_payable_there, [wechat_no.clone()]);
+    assert_eq!(
+        before.closed_here_payable_there,
+        std::slice::from_ref(&wechat_no)
+    );
 
     let alipay_no = start_order(&mut zhang, "/pay/alipay").await;
     app.alipay.pay(&alipay_no).await.expect("paid by Alipay");

@@ -649,7 +649,7 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
     app.pay.set_refund_notification_copies(2);
     let (duplicate, kept) = duplicate_payment(&app).await;
     let books = check_books(&app).await;
-    assert_eq!(books.flagged_orders, [duplicate.clone()]);
+    assert_eq!(books.flagged_orders, std::slice::from_ref(&duplicate));
     let mut console = app.console_as(FINANCE, AdminRole::Finance).await;
 
     // The duplicate's page names the order that covers it; that order is no duplicate.
@@ -752,7 +752,7 @@ async fn a_true_duplicate_is_refunded_whole_once_and_its_items_stay_paid() {
         .expect("order");
     assert_eq!(refunded_order.status, OrderStatus::Refunded);
     let books = check_books(&app).await;
-    assert_eq!(books.paid_orders, [kept.clone()]);
+    assert_eq!(books.paid_orders, std::slice::from_ref(&kept));
     assert_eq!(
         (
             books.received_fen,

@@ -37,6 +37,6 @@ pub async fn books_verdict(app: &TestApp) -> Verdict {
     compare::compare(&channels, &ours)
 }
 
-// The API tests use these; the browser tests, which share this module, do not.
+// For `tests/api/books.rs`; the browser tests share this module without them.
 #[allow(unused_imports)]
 pub use compare::{OurBooks, OurItem, OurLine, OurOrder, OurRefund, compare};
