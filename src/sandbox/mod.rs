@@ -3,7 +3,6 @@
 
 pub mod abc;
 pub mod alipay;
-pub mod alipay_bills;
 pub mod ledger;
 pub mod merchant;
 mod push_crypto;
