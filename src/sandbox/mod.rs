@@ -3,6 +3,7 @@
 
 pub mod abc;
 pub mod alipay;
+mod kit;
 pub mod ledger;
 pub mod merchant;
 mod push_crypto;

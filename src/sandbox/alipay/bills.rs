@@ -12,6 +12,8 @@ use std::io::{Cursor, Write};
 use chrono::{DateTime, NaiveDate, Utc};
 use zip::write::SimpleFileOptions;
 
+use crate::sandbox::kit::{china, yuan};
+
 /// One 交易 or 退款 line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillEntry {
@@ -53,14 +55,8 @@ const DETAIL_HEADER: &str = "支付宝交易号,商户订单号,业务类型,商
 const SUMMARY_HEADER: &str = "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）";
 const RULE: &str = "-----------------------------------------";
 
-fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
-}
-
 fn beijing(time: DateTime<Utc>) -> DateTime<chrono::FixedOffset> {
-    time.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
+    time.with_timezone(&china())
 }
 
 fn time(time: DateTime<Utc>) -> String {

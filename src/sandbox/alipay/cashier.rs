@@ -26,69 +26,33 @@ impl CashierParams {
 }
 
 pub(super) fn yuan_label(fen: i64) -> String {
-    format!("¥{}.{:02}", fen / 100, fen % 100)
+    format!("¥{}", kit::yuan(fen))
 }
 
-pub(super) fn cashier_layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="zh-CN" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style {
-                    "body{font-family:sans-serif;background:#f5f5f5;margin:0;padding:24px;text-align:center}"
-                    ".card{background:#fff;border-radius:8px;max-width:420px;margin:0 auto;padding:24px}"
-                    ".amount{font-size:36px;font-weight:bold;margin:16px 0}"
-                    "button{background:#1677ff;color:#fff;border:0;border-radius:6px;font-size:18px;padding:12px 48px}"
-                    ".note{color:#888;font-size:13px}"
-                }
-            }
-            body {
-                div class="card" {
-                    p class="note" { "支付宝 沙箱" }
-                    (body)
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn cashier_message(
-    status: StatusCode,
-    title: &str,
-    message: &str,
-    back: Option<&Url>,
-) -> Response {
-    let body = html! {
-        h1 { (title) }
-        p { (message) }
-        @if let Some(back) = back {
-            p { a href=(back.as_str()) { "返回商户页面" } }
-        }
-    };
-    (status, cashier_layout(title, body)).into_response()
-}
+const LOOK: CashierLook = CashierLook {
+    background: "#f5f5f5",
+    button: "#1677ff",
+    brand: "支付宝 沙箱",
+};
 
 pub(super) fn cashier_refusal(error: &AlipayPayError, back: Option<&Url>) -> Response {
     match error {
-        AlipayPayError::UnknownOrder(_) => cashier_message(
+        AlipayPayError::UnknownOrder(_) => LOOK.message(
             StatusCode::NOT_FOUND,
             "二维码无效",
             "找不到这笔交易，请返回商户页面重新下单。",
             back,
         ),
         AlipayPayError::AlreadyPaid(_) => {
-            cashier_message(StatusCode::OK, "该交易已支付", "请勿重复支付。", back)
+            LOOK.message(StatusCode::OK, "该交易已支付", "请勿重复支付。", back)
         }
-        AlipayPayError::Expired(..) => cashier_message(
+        AlipayPayError::Expired(..) => LOOK.message(
             StatusCode::OK,
             "二维码已过期",
             "请返回商户页面重新下单。",
             back,
         ),
-        AlipayPayError::Closed(_) | AlipayPayError::NotPaid(_) => cashier_message(
+        AlipayPayError::Closed(_) | AlipayPayError::NotPaid(_) => LOOK.message(
             StatusCode::OK,
             "支付失败，本笔交易已关闭",
             "请返回商户页面重新下单。",
@@ -125,7 +89,7 @@ pub(super) async fn cashier_page(
         }
         p class="note" { "这是模拟的支付宝收银台，不会产生真实扣款。" }
     };
-    cashier_layout("支付宝", body).into_response()
+    LOOK.page("支付宝", body).into_response()
 }
 
 pub(super) async fn cashier_pay(
@@ -154,7 +118,7 @@ pub(super) async fn cashier_pay(
                     p { a href=(back.as_str()) { "返回商户页面" } }
                 }
             };
-            cashier_layout("支付成功", body).into_response()
+            LOOK.page("支付成功", body).into_response()
         }
         Err(error) => cashier_refusal(&error, back.as_ref()),
     }

@@ -85,14 +85,6 @@ pub(super) async fn deliver_due_retries(shared: &Arc<Shared>) -> usize {
     sent
 }
 
-/// `pause` after `at`; never, if that is past the calendar.
-pub(super) fn after(at: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(pause)
-        .ok()
-        .and_then(|pause| at.checked_add_signed(pause))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 pub(super) fn is_acknowledged(status: u16, body: &str) -> bool {
     status == 200 && body == "success"
 }

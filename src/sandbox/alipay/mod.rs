@@ -82,9 +82,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
-use maud::{DOCTYPE, Markup, html};
-use rand::RngExt;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use maud::html;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::sha2::Sha256;
@@ -95,6 +94,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::clock::Clock;
+use crate::sandbox::kit::{self, CashierLook, after, china, random_string};
 
 mod bills;
 mod cashier;
@@ -739,17 +739,6 @@ fn signed_form(params: &[(String, String)], key: &SigningKey<Sha256>) -> String 
     }
     body.append_pair("sign", &sign);
     body.finish()
-}
-
-fn random_string(alphabet: &[u8], len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
-        .collect()
-}
-
-fn china() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is an offset")
 }
 
 /// `yyyy-MM-dd HH:mm:ss`, Beijing time.

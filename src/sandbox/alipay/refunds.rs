@@ -10,11 +10,6 @@ pub(super) fn bill_account() -> String {
     format!("{SELLER_ID}0156")
 }
 
-/// Yuan as Alipay's answers write it: `1200.50`.
-pub(super) fn plain_yuan(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
-}
-
 pub(super) fn beijing_day(time: DateTime<Utc>) -> NaiveDate {
     time.with_timezone(&china()).date_naive()
 }
@@ -147,7 +142,7 @@ impl Shared {
                 members.extend([
                     ("out_request_no", json!(request_no)),
                     ("out_trade_no", json!(trade.out_trade_no)),
-                    ("refund_amount", json!(plain_yuan(refund.refund_fen))),
+                    ("refund_amount", json!(kit::yuan(refund.refund_fen))),
                     ("refund_status", json!("REFUND_SUCCESS")),
                     ("total_amount", json!(trade.total_amount)),
                     ("trade_no", json!(trade_no)),
@@ -225,8 +220,8 @@ pub(super) fn refund_content(
         ("fund_change", json!(fund_change)),
         ("gmt_refund_pay", json!(alipay_time(at))),
         ("out_trade_no", json!(trade.out_trade_no)),
-        ("refund_fee", json!(plain_yuan(refunded_fen))),
-        ("send_back_fee", json!(plain_yuan(refunded_fen))),
+        ("refund_fee", json!(kit::yuan(refunded_fen))),
+        ("send_back_fee", json!(kit::yuan(refunded_fen))),
         ("trade_no", json!(trade_no)),
     ])
 }

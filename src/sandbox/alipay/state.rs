@@ -158,18 +158,11 @@ impl Refusal {
 
 impl Shared {
     pub(super) fn state(&self) -> MutexGuard<'_, GatewayState> {
-        // A panicking test thread must not take the sandbox down for the others.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        kit::lock(&self.state)
     }
 
     pub(super) fn spawn_background(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut background = self
-            .background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Reap what has finished so the set does not grow without bound.
-        while background.try_join_next().is_some() {}
-        background.spawn(task);
+        kit::spawn_background(&self.background, task);
     }
 
     pub(super) fn scan(&self, out_trade_no: &str) -> Result<AlipaySandboxTrade, AlipayPayError> {

@@ -28,6 +28,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde_json::json;
 use sha1::{Digest, Sha1};
 
+use crate::sandbox::kit::yuan;
+
 use super::{
     ALPHANUMERIC, ApiError, RecordedCall, Reply, Shared, SharedState, TradeState, TradeType,
     WechatPaySandbox, header_text, new_transaction_id, random_string,
@@ -128,10 +130,6 @@ struct Line {
     description: String,
     fen: i64,
     refund: Option<RefundPart>,
-}
-
-fn yuan(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
 }
 
 /// WeChat's fee (0.6%), five decimals as the bill prints it.

@@ -57,50 +57,14 @@ impl Shared {
 }
 
 pub(super) fn yuan(fen: i64) -> String {
-    format!("¥{}.{:02}", fen / 100, fen % 100)
+    format!("¥{}", kit::yuan(fen))
 }
 
-pub(super) fn cashier_layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="zh-CN" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style {
-                    "body{font-family:sans-serif;background:#ededed;margin:0;padding:24px;text-align:center}"
-                    ".card{background:#fff;border-radius:8px;max-width:420px;margin:0 auto;padding:24px}"
-                    ".amount{font-size:36px;font-weight:bold;margin:16px 0}"
-                    "button{background:#07c160;color:#fff;border:0;border-radius:6px;font-size:18px;padding:12px 48px}"
-                    ".note{color:#888;font-size:13px}"
-                }
-            }
-            body {
-                div class="card" {
-                    p class="note" { "微信支付 沙箱" }
-                    (body)
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn cashier_message(
-    status: StatusCode,
-    title: &str,
-    message: &str,
-    back: Option<&Url>,
-) -> Response {
-    let body = html! {
-        h1 { (title) }
-        p { (message) }
-        @if let Some(back) = back {
-            p { a href=(back.as_str()) { "返回商户页面" } }
-        }
-    };
-    (status, cashier_layout(title, body)).into_response()
-}
+const LOOK: CashierLook = CashierLook {
+    background: "#ededed",
+    button: "#07c160",
+    brand: "微信支付 沙箱",
+};
 
 pub(super) async fn cashier_page(
     State(shared): SharedState,
@@ -108,7 +72,7 @@ pub(super) async fn cashier_page(
 ) -> Response {
     let back = params.return_link();
     let Some(view) = shared.cashier_order(&params) else {
-        return cashier_message(
+        return LOOK.message(
             StatusCode::NOT_FOUND,
             "订单不存在",
             "找不到这笔订单，请返回商户页面重新下单。",
@@ -117,7 +81,7 @@ pub(super) async fn cashier_page(
     };
     match view.trade_state {
         TradeState::Success => {
-            return cashier_message(
+            return LOOK.message(
                 StatusCode::OK,
                 "该订单已支付",
                 "请勿重复支付。",
@@ -125,7 +89,7 @@ pub(super) async fn cashier_page(
             );
         }
         TradeState::Closed => {
-            return cashier_message(
+            return LOOK.message(
                 StatusCode::OK,
                 "订单已关闭",
                 "请返回商户页面重新下单。",
@@ -133,7 +97,7 @@ pub(super) async fn cashier_page(
             );
         }
         TradeState::NotPay if view.expired => {
-            return cashier_message(
+            return LOOK.message(
                 StatusCode::OK,
                 "订单已过期",
                 "请返回商户页面重新下单。",
@@ -165,7 +129,7 @@ pub(super) async fn cashier_page(
         }
         p class="note" { "这是模拟的微信收银台，不会产生真实扣款。" }
     };
-    cashier_layout("微信支付", body).into_response()
+    LOOK.page("微信支付", body).into_response()
 }
 
 pub(super) async fn cashier_pay(
@@ -177,7 +141,7 @@ pub(super) async fn cashier_pay(
         .handle()
         .and_then(|handle| shared.state().handles.get(handle).cloned());
     let Some(number) = number else {
-        return cashier_message(
+        return LOOK.message(
             StatusCode::NOT_FOUND,
             "订单不存在",
             "找不到这笔订单，请返回商户页面重新下单。",
@@ -201,27 +165,27 @@ pub(super) async fn cashier_pay(
                     p { a href=(back.as_str()) { "返回商户页面" } }
                 }
             };
-            cashier_layout("支付成功", body).into_response()
+            LOOK.page("支付成功", body).into_response()
         }
-        Err(PayError::AlreadyPaid(_)) => cashier_message(
+        Err(PayError::AlreadyPaid(_)) => LOOK.message(
             StatusCode::OK,
             "该订单已支付",
             "请勿重复支付。",
             back.as_ref(),
         ),
-        Err(PayError::Closed(_)) => cashier_message(
+        Err(PayError::Closed(_)) => LOOK.message(
             StatusCode::OK,
             "订单已关闭",
             "请返回商户页面重新下单。",
             back.as_ref(),
         ),
-        Err(PayError::Expired(..)) => cashier_message(
+        Err(PayError::Expired(..)) => LOOK.message(
             StatusCode::OK,
             "订单已过期",
             "请返回商户页面重新下单。",
             back.as_ref(),
         ),
-        Err(error) => cashier_message(
+        Err(error) => LOOK.message(
             StatusCode::BAD_REQUEST,
             "支付失败",
             &error.to_string(),

@@ -31,8 +31,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
-use maud::{DOCTYPE, Markup, html};
-use rand::RngExt;
+use maud::html;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
@@ -43,6 +42,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::clock::Clock;
+use crate::sandbox::kit::{self, CashierLook, after, china, random_string};
 
 mod api;
 mod cashier;
@@ -723,17 +723,6 @@ fn aes_gcm_encrypt(key: &[u8], nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> St
     key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut sealed)
         .expect("AES-GCM encrypts any notification-sized message");
     STANDARD.encode(sealed)
-}
-
-fn random_string(alphabet: &[u8], len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
-        .collect()
-}
-
-fn china() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is an offset")
 }
 
 /// `2024-06-15T10:00:00+08:00`, as WeChat writes times.

@@ -101,18 +101,11 @@ pub(super) struct PrepayParams {
 
 impl Shared {
     pub(super) fn state(&self) -> MutexGuard<'_, PayState> {
-        // A panicking test thread must not take the sandbox down for the others.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        kit::lock(&self.state)
     }
 
     pub(super) fn spawn_background(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut background = self
-            .background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Reap what has finished so the set does not grow without bound.
-        while background.try_join_next().is_some() {}
-        background.spawn(task);
+        kit::spawn_background(&self.background, task);
     }
 
     /// The transaction as the query API shows it.

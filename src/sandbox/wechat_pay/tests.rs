@@ -1,4 +1,3 @@
-
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
