@@ -41,6 +41,19 @@ pub(crate) fn after(at: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// Posts a notification; its HTTP status and body, or status 0 and the error when
+/// nothing came back (what the retry schedule treats as not acknowledged).
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (u16, String) {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            (status, body)
+        }
+        Err(error) => (0, error.to_string()),
+    }
+}
+
 /// Locks a sandbox's state.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not take the sandbox down for the others.
@@ -57,6 +70,13 @@ pub(crate) fn spawn_background(
     // Reap what has finished so the set does not grow without bound.
     while background.try_join_next().is_some() {}
     background.spawn(task);
+}
+
+/// The cashier's link back to the merchant: only http(s), never `javascript:`.
+pub(crate) fn return_link(return_to: Option<&str>) -> Option<Url> {
+    return_to
+        .and_then(|link| Url::parse(link).ok())
+        .filter(|link| matches!(link.scheme(), "http" | "https"))
 }
 
 /// How a provider's cashier page looks: its colours and the brand above the card.

@@ -13,10 +13,7 @@ pub(super) struct CashierParams {
 impl CashierParams {
     /// Only http(s) links back: never `javascript:`.
     pub(super) fn return_link(&self) -> Option<Url> {
-        self.return_to
-            .as_deref()
-            .and_then(|link| Url::parse(link).ok())
-            .filter(|link| matches!(link.scheme(), "http" | "https"))
+        kit::return_link(self.return_to.as_deref())
     }
 
     pub(super) fn order_number(&self, shared: &Shared) -> Option<String> {

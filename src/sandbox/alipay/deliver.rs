@@ -101,14 +101,7 @@ pub(super) async fn post_notification(
             "application/x-www-form-urlencoded; charset=utf-8",
         )
         .body(body);
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            (status, body)
-        }
-        Err(error) => (0, error.to_string()),
-    }
+    kit::send(request).await
 }
 
 /// Sends a paid order's notification: `copies` at once, freshly signed; retries in

@@ -21,10 +21,7 @@ impl CashierParams {
 
     /// Only http(s) links back: never `javascript:`.
     pub(super) fn return_link(&self) -> Option<Url> {
-        self.return_to
-            .as_deref()
-            .and_then(|link| Url::parse(link).ok())
-            .filter(|link| matches!(link.scheme(), "http" | "https"))
+        kit::return_link(self.return_to.as_deref())
     }
 }
 

@@ -16,14 +16,7 @@ pub(super) async fn post_notification(
     for (name, value) in &notification.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            (status, body)
-        }
-        Err(error) => (0, error.to_string()),
-    }
+    kit::send(request).await
 }
 
 /// Sends a paid order's notification: after the delay, `copies` at once; retries in
