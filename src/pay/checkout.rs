@@ -12,6 +12,7 @@ use rand::RngExt as _;
 use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
 use crate::clock::Clock;
 use crate::domain::order::{OutTradeNo, expiry, order_description};
+use crate::domain::provider::Provider;
 use crate::store::{
     ApplyOutcome, NewOrder, NotificationChannel, OrderRecord, OrderStatus, PaymentChannel,
     PaymentReport, Store, StoreError, TakeOutcome,
@@ -36,10 +37,14 @@ pub struct Channels {
 
 impl Channels {
     pub fn for_kind(&self, kind: PaymentChannel) -> Option<Arc<dyn Channel>> {
-        match kind {
-            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => self.wechat.clone(),
-            PaymentChannel::Alipay => self.alipay.clone(),
-            PaymentChannel::AbcPage | PaymentChannel::AbcScan => self.abc.clone(),
+        self.for_provider(kind.provider())
+    }
+
+    pub fn for_provider(&self, provider: Provider) -> Option<Arc<dyn Channel>> {
+        match provider {
+            Provider::WechatPay => self.wechat.clone(),
+            Provider::Alipay => self.alipay.clone(),
+            Provider::Abc => self.abc.clone(),
         }
     }
 }
@@ -162,14 +167,10 @@ impl Checkout {
 
     /// Where the channel of `kind` sends its notifications.
     fn notify_url(&self, kind: PaymentChannel) -> String {
-        let provider = match kind {
-            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => "wechat",
-            PaymentChannel::Alipay => "alipay",
-            PaymentChannel::AbcPage | PaymentChannel::AbcScan => "abc",
-        };
         format!(
-            "{}/pay/notify/{provider}",
-            self.public_url.trim_end_matches('/')
+            "{}{}",
+            self.public_url.trim_end_matches('/'),
+            kind.provider().notify_path()
         )
     }
 
