@@ -210,21 +210,19 @@ impl Checkout {
                 order: Box::new(order),
                 prepaid,
             }),
-            Err(ChannelError::Refused { code, message }) if new => {
-                tracing::warn!(out_trade_no = %order.out_trade_no, %code, "prepay refused; releasing the order");
+            Err(
+                refused @ (ChannelError::Refused { .. }
+                | ChannelError::AlreadyPaid { .. }
+                | ChannelError::Unsupported(_)),
+            ) if new => {
+                tracing::warn!(out_trade_no = %order.out_trade_no, error = %refused, "prepay refused; releasing the order");
                 self.store.release_order(order.id, self.clock.now()).await?;
-                Err(ChannelError::Refused { code, message }.into())
+                Err(refused.into())
             }
-            Err(ChannelError::Refused { code, .. })
-                if code == "ORDER_PAID"
-                    || code == "ORDERPAID"
-                    || code == "ACQ.TRADE_HAS_SUCCESS" =>
-            {
-                match self.refresh_now(&order).await? {
-                    Settled::Paid(_) => Ok(Started::AlreadyPaid),
-                    _ => Err(CheckoutError::StillHeld),
-                }
-            }
+            Err(ChannelError::AlreadyPaid { .. }) => match self.refresh_now(&order).await? {
+                Settled::Paid(_) => Ok(Started::AlreadyPaid),
+                _ => Err(CheckoutError::StillHeld),
+            },
             Err(error) => Err(error.into()),
         }
     }
