@@ -403,11 +403,12 @@ async fn followers_cleanup(dry_run: bool) -> anyhow::Result<()> {
 /// `reconcile --date YYYY-MM-DD [--channel …]`: one run, stored like the console's;
 /// a run that failed (no bill, a bill failing its hash) prints why and fails.
 async fn reconcile(date: &str, channel: &str) -> anyhow::Result<()> {
-    use crate::jobs::reconcile::{ACTOR_CLI, BillChannel, parse_day};
+    use crate::domain::provider::Provider;
+    use crate::jobs::reconcile::{ACTOR_CLI, parse_day};
     let Some(day) = parse_day(date) else {
         bail!("--date: {date:?} is not a day as YYYY-MM-DD");
     };
-    let Some(channel) = BillChannel::parse(channel) else {
+    let Some(channel) = Provider::parse(channel) else {
         bail!("--channel: {channel:?} is none of wechat, alipay, abc");
     };
     let config = Config::from_env()?;

@@ -8,12 +8,14 @@
 //! - [`password`]: initial passwords, the rule for new ones, argon2id hashing.
 //! - [`order`]: order numbers, descriptions, what a payment report does to an order.
 //! - [`fee_item`]: whether an item is payable now; waiving and deferring (绿色通道).
+//! - [`provider`]: the payment providers, the ways to pay through each, their names.
 
 pub mod fee_item;
 pub mod id_card;
 pub mod money;
 pub mod order;
 pub mod password;
+pub mod provider;
 pub mod receipt;
 pub mod reconcile;
 pub mod refund;

@@ -24,6 +24,7 @@ use super::schedule::{next_run, wait};
 use crate::cache::{CacheError, CacheLock, SharedCache};
 use crate::domain::money::Fen;
 use crate::domain::order::beijing_offset;
+use crate::domain::provider::Provider;
 use crate::domain::reconcile::{
     BilledPayment, BilledRefund, Finding, OurOrder, OurRefund, OurRefundStand, RefundFinding,
     reconcile, reconcile_refunds,
@@ -47,55 +48,10 @@ pub const ACTOR_SCHEDULE: &str = "schedule";
 /// Longer than downloading and matching one day can take.
 const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// A channel as a bill comes from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BillChannel {
-    Wechat,
-    Alipay,
-    Abc,
-}
-
-impl BillChannel {
-    pub const ALL: [BillChannel; 3] = [BillChannel::Wechat, BillChannel::Alipay, BillChannel::Abc];
-
-    /// As stored in `reconciliation_runs.channel` and given to `--channel`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BillChannel::Wechat => "wechat",
-            BillChannel::Alipay => "alipay",
-            BillChannel::Abc => "abc",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<BillChannel> {
-        BillChannel::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == text)
-    }
-
-    /// As the office names it.
-    pub fn label(self) -> &'static str {
-        match self {
-            BillChannel::Wechat => "微信支付",
-            BillChannel::Alipay => "支付宝",
-            BillChannel::Abc => "中国农业银行",
-        }
-    }
-
-    /// The kinds of order the channel's bill covers.
-    pub fn kinds(self) -> &'static [PaymentChannel] {
-        match self {
-            BillChannel::Wechat => &[PaymentChannel::WechatJsapi, PaymentChannel::WechatNative],
-            BillChannel::Alipay => &[PaymentChannel::Alipay],
-            BillChannel::Abc => &[PaymentChannel::AbcPage, PaymentChannel::AbcScan],
-        }
-    }
-}
-
 /// The label of a stored channel name (the name itself when unknown).
 pub fn channel_label(stored: &str) -> &str {
-    match BillChannel::parse(stored) {
-        Some(channel) => channel.label(),
+    match Provider::parse(stored) {
+        Some(provider) => provider.label(),
         None => stored,
     }
 }
@@ -226,12 +182,12 @@ impl Reconciler {
     /// run, not an error.
     pub async fn reconcile(
         &self,
-        channel: BillChannel,
+        channel: Provider,
         day: NaiveDate,
         actor: &str,
     ) -> Result<ReconcileReport, ReconcileError> {
         let bill_date = day.format("%Y-%m-%d").to_string();
-        let key = format!("job:reconcile:{}:{bill_date}", channel.as_str());
+        let key = format!("job:reconcile:{}:{bill_date}", channel.code());
         let Some(lock) = CacheLock::try_acquire(&self.cache, &key, LOCK_TTL).await? else {
             return Err(ReconcileError::AlreadyRunning);
         };
@@ -244,18 +200,18 @@ impl Reconciler {
 
     async fn run_locked(
         &self,
-        channel: BillChannel,
+        channel: Provider,
         day: NaiveDate,
         bill_date: &str,
         actor: &str,
     ) -> Result<ReconcileReport, ReconcileError> {
         let store = &self.checkout.store;
         let audit = AuditEntry::new(actor, AUDIT_ACTION, "").after(json!({
-            "channel": channel.as_str(),
+            "channel": channel.code(),
             "bill_date": bill_date,
         }));
         let run = NewReconciliationRun {
-            channel: channel.as_str(),
+            channel: channel.code(),
             bill_date,
             actor,
         };
@@ -274,7 +230,7 @@ impl Reconciler {
                     .await?;
             }
             Err(reason) => {
-                tracing::warn!(run = run_id, channel = channel.as_str(), %reason, "reconciliation failed");
+                tracing::warn!(run = run_id, channel = channel.code(), %reason, "reconciliation failed");
                 store
                     .fail_reconciliation_run(run_id, &reason, self.checkout.clock.now())
                     .await?;
@@ -299,18 +255,18 @@ impl Reconciler {
 
     /// Fetches the bill, reads our side and matches them. `Err` says, in the office's
     /// words, why the run failed.
-    async fn work(&self, channel: BillChannel, day: NaiveDate) -> Result<Outcome, String> {
+    async fn work(&self, channel: Provider, day: NaiveDate) -> Result<Outcome, String> {
         let store = &self.checkout.store;
-        let Some(source) = self.checkout.channels.for_kind(channel.kinds()[0]) else {
+        let Some(source) = self.checkout.channels.for_provider(channel) else {
             return Err(format!("{}未配置，无法对账", channel.label()));
         };
         let (from, to) = day_bounds(day).ok_or_else(|| format!("日期 {day} 无效"))?;
         let paid_that_day = store
-            .orders_paid_between(channel.kinds(), from, to)
+            .orders_paid_between(&PaymentChannel::of(channel), from, to)
             .await
             .map_err(|error| format!("读取我方订单失败：{error}"))?;
         let refunded_that_day = store
-            .refunds_succeeded_between(channel.kinds(), from, to)
+            .refunds_succeeded_between(&PaymentChannel::of(channel), from, to)
             .await
             .map_err(|error| format!("读取我方退款失败：{error}"))?;
         let bill = match source.bill(day).await {
@@ -704,15 +660,10 @@ impl Reconciler {
     }
 
     /// The channels with a channel configured, in the order the office lists them.
-    pub fn configured_channels(&self) -> Vec<BillChannel> {
-        BillChannel::ALL
+    pub fn configured_channels(&self) -> Vec<Provider> {
+        Provider::ALL
             .into_iter()
-            .filter(|channel| {
-                self.checkout
-                    .channels
-                    .for_kind(channel.kinds()[0])
-                    .is_some()
-            })
+            .filter(|channel| self.checkout.channels.for_provider(*channel).is_some())
             .collect()
     }
 }
@@ -767,11 +718,11 @@ pub fn spawn_schedule(
 }
 
 /// Each channel's reconciliation is its own job in metrics.
-fn job_name(channel: BillChannel) -> &'static str {
+fn job_name(channel: Provider) -> &'static str {
     match channel {
-        BillChannel::Wechat => "reconcile_wechat",
-        BillChannel::Alipay => "reconcile_alipay",
-        BillChannel::Abc => "reconcile_abc",
+        Provider::WechatPay => "reconcile_wechat",
+        Provider::Alipay => "reconcile_alipay",
+        Provider::Abc => "reconcile_abc",
     }
 }
 
@@ -808,13 +759,13 @@ async fn run_schedule(reconciler: Reconciler, schedule: cron::Schedule, metrics:
                 }
                 Err(ReconcileError::AlreadyRunning) => {
                     tracing::info!(
-                        channel = channel.as_str(),
+                        channel = channel.code(),
                         "scheduled reconciliation skipped: another run holds the lock"
                     );
                     JobResult::Skipped
                 }
                 Err(error) => {
-                    tracing::error!(error = ?error, channel = channel.as_str(), "scheduled reconciliation failed");
+                    tracing::error!(error = ?error, channel = channel.code(), "scheduled reconciliation failed");
                     JobResult::Failed
                 }
             };
@@ -856,13 +807,5 @@ mod tests {
             beijing_yesterday(now),
             NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()
         );
-    }
-
-    #[test]
-    fn channels_read_back_from_their_names() {
-        for channel in BillChannel::ALL {
-            assert_eq!(BillChannel::parse(channel.as_str()), Some(channel));
-        }
-        assert_eq!(BillChannel::parse("bank"), None);
     }
 }

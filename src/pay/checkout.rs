@@ -12,6 +12,7 @@ use rand::RngExt as _;
 use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
 use crate::clock::Clock;
 use crate::domain::order::{OutTradeNo, expiry, order_description};
+use crate::domain::provider::Provider;
 use crate::store::{
     ApplyOutcome, NewOrder, NotificationChannel, OrderRecord, OrderStatus, PaymentChannel,
     PaymentReport, Store, StoreError, TakeOutcome,
@@ -36,10 +37,14 @@ pub struct Channels {
 
 impl Channels {
     pub fn for_kind(&self, kind: PaymentChannel) -> Option<Arc<dyn Channel>> {
-        match kind {
-            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => self.wechat.clone(),
-            PaymentChannel::Alipay => self.alipay.clone(),
-            PaymentChannel::AbcPage | PaymentChannel::AbcScan => self.abc.clone(),
+        self.for_provider(kind.provider())
+    }
+
+    pub fn for_provider(&self, provider: Provider) -> Option<Arc<dyn Channel>> {
+        match provider {
+            Provider::WechatPay => self.wechat.clone(),
+            Provider::Alipay => self.alipay.clone(),
+            Provider::Abc => self.abc.clone(),
         }
     }
 }
@@ -162,14 +167,10 @@ impl Checkout {
 
     /// Where the channel of `kind` sends its notifications.
     fn notify_url(&self, kind: PaymentChannel) -> String {
-        let provider = match kind {
-            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => "wechat",
-            PaymentChannel::Alipay => "alipay",
-            PaymentChannel::AbcPage | PaymentChannel::AbcScan => "abc",
-        };
         format!(
-            "{}/pay/notify/{provider}",
-            self.public_url.trim_end_matches('/')
+            "{}{}",
+            self.public_url.trim_end_matches('/'),
+            kind.provider().notify_path()
         )
     }
 
@@ -209,21 +210,19 @@ impl Checkout {
                 order: Box::new(order),
                 prepaid,
             }),
-            Err(ChannelError::Refused { code, message }) if new => {
-                tracing::warn!(out_trade_no = %order.out_trade_no, %code, "prepay refused; releasing the order");
+            Err(
+                refused @ (ChannelError::Refused { .. }
+                | ChannelError::AlreadyPaid { .. }
+                | ChannelError::Unsupported(_)),
+            ) if new => {
+                tracing::warn!(out_trade_no = %order.out_trade_no, error = %refused, "prepay refused; releasing the order");
                 self.store.release_order(order.id, self.clock.now()).await?;
-                Err(ChannelError::Refused { code, message }.into())
+                Err(refused.into())
             }
-            Err(ChannelError::Refused { code, .. })
-                if code == "ORDER_PAID"
-                    || code == "ORDERPAID"
-                    || code == "ACQ.TRADE_HAS_SUCCESS" =>
-            {
-                match self.refresh_now(&order).await? {
-                    Settled::Paid(_) => Ok(Started::AlreadyPaid),
-                    _ => Err(CheckoutError::StillHeld),
-                }
-            }
+            Err(ChannelError::AlreadyPaid { .. }) => match self.refresh_now(&order).await? {
+                Settled::Paid(_) => Ok(Started::AlreadyPaid),
+                _ => Err(CheckoutError::StillHeld),
+            },
             Err(error) => Err(error.into()),
         }
     }

@@ -84,6 +84,14 @@ pub enum ChannelError {
     /// The channel answered and refused.
     #[error("refused by the channel: {code}: {message}")]
     Refused { code: String, message: String },
+    /// The channel refused because the order is paid already (each provider maps its
+    /// own codes: WeChat Pay `ORDERPAID`/`ORDER_PAID`, Alipay `ACQ.TRADE_HAS_SUCCESS`).
+    /// Ask it for the payment.
+    #[error("already paid at the channel: {code}: {message}")]
+    AlreadyPaid { code: String, message: String },
+    /// This provider offers no such interface (named: `refund`, `bill`...) here.
+    #[error("this channel has no {0} interface here")]
+    Unsupported(&'static str),
 }
 
 /// A refund asked of a channel. `out_refund_no` is ours and every retry of the same
@@ -157,35 +165,18 @@ pub trait Channel: Send + Sync {
     /// cannot (the bank: its page stays payable until the order's own timeout, our
     /// expiry) keeps its order's items held until that time has passed and a query
     /// says unpaid; see `checkout::Checkout::close`.
-    fn closes_unpaid_orders(&self) -> bool {
-        true
-    }
+    fn closes_unpaid_orders(&self) -> bool;
 
     /// Asks for a refund. Idempotent by `out_refund_no` at the channel.
-    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
-        let _ = request;
-        Err(ChannelError::Refused {
-            code: "UNSUPPORTED".into(),
-            message: "this channel has no refund interface here".into(),
-        })
-    }
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundState, ChannelError>;
 
     /// Where a refund stands.
     async fn query_refund(
         &self,
         out_trade_no: &str,
         out_refund_no: &str,
-    ) -> Result<RefundState, ChannelError> {
-        let _ = (out_trade_no, out_refund_no);
-        Err(ChannelError::Refused {
-            code: "UNSUPPORTED".into(),
-            message: "this channel has no refund interface here".into(),
-        })
-    }
+    ) -> Result<RefundState, ChannelError>;
 
     /// Every payment and refund of `day` (a Beijing day), from the channel's bill.
-    async fn bill(&self, day: chrono::NaiveDate) -> Result<Vec<BillLine>, BillError> {
-        let _ = day;
-        Err(BillError::Unsupported)
-    }
+    async fn bill(&self, day: chrono::NaiveDate) -> Result<Vec<BillLine>, BillError>;
 }

@@ -232,9 +232,19 @@ impl Refunds {
                 tracing::warn!(out_refund_no = %refund.out_refund_no, why, "refund outcome unknown; it will be queried");
                 Ok(refund.clone())
             }
-            Err(ChannelError::Refused { code, message }) => {
+            Err(
+                ChannelError::Refused { code, message }
+                | ChannelError::AlreadyPaid { code, message },
+            ) => {
                 let failed = RefundState::Failed {
                     reason: format!("{code}: {message}"),
+                };
+                Ok(self.apply(&refund.out_refund_no, &failed).await?.0)
+            }
+            Err(unsupported @ ChannelError::Unsupported(_)) => {
+                // Worded as the refusal was before it was typed: stored reasons stay alike.
+                let failed = RefundState::Failed {
+                    reason: format!("UNSUPPORTED: {unsupported}"),
                 };
                 Ok(self.apply(&refund.out_refund_no, &failed).await?.0)
             }

@@ -283,6 +283,12 @@ fn channel_error(error: PayApiError) -> ChannelError {
     if error.outcome_unknown() {
         return ChannelError::OutcomeUnknown(error.to_string());
     }
+    if let PayApiError::OrderPaid { .. } = error {
+        return ChannelError::AlreadyPaid {
+            code: error.code().unwrap_or("ORDERPAID").to_owned(),
+            message: error.to_string(),
+        };
+    }
     ChannelError::Refused {
         code: error.code().unwrap_or("REFUSED").to_owned(),
         message: error.to_string(),
@@ -291,6 +297,11 @@ fn channel_error(error: PayApiError) -> ChannelError {
 
 #[async_trait::async_trait]
 impl Channel for WechatPay {
+    /// `/v3/pay/transactions/out-trade-no/{n}/close` closes an unpaid order at once.
+    fn closes_unpaid_orders(&self) -> bool {
+        true
+    }
+
     async fn prepay(&self, order: &PrepayOrder<'_>) -> Result<Prepaid, ChannelError> {
         let request = self.prepay_request(order);
         match order.kind {

@@ -5,6 +5,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use super::entities::{orders, reconciliation_runs as runs};
 use super::reconciliation::RUN_DONE;
 use super::{Store, StoreError};
+use crate::domain::provider::Provider;
 
 impl Store {
     /// Orders holding money the channel reported that did not settle their items and
@@ -23,9 +24,9 @@ impl Store {
     /// channel closes them.
     pub async fn count_open_reconciliation_mismatches(&self) -> Result<u64, StoreError> {
         let mut total: i64 = 0;
-        for channel in ["wechat", "alipay", "abc"] {
+        for provider in Provider::ALL {
             let latest = runs::Entity::find()
-                .filter(runs::Column::Channel.eq(channel))
+                .filter(runs::Column::Channel.eq(provider.code()))
                 .filter(runs::Column::Status.eq(RUN_DONE))
                 .order_by_desc(runs::Column::Id)
                 .limit(1)

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::AppState;
+use crate::domain::provider::Provider;
 use crate::pay::ChannelPayment;
 use crate::pay::checkout::{CheckoutError, Settled};
 use crate::store::{NotificationChannel, NotificationVerdict, ReceivedNotification};
@@ -28,10 +29,10 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/pay/notify/wechat", post(wechat))
+        .route(Provider::WechatPay.notify_path(), post(wechat))
         .route("/pay/notify/wechat/refund", post(wechat_refund))
-        .route("/pay/notify/alipay", post(alipay))
-        .route("/pay/notify/abc", post(abc))
+        .route(Provider::Alipay.notify_path(), post(alipay))
+        .route(Provider::Abc.notify_path(), post(abc))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -279,9 +280,10 @@ async fn apply_verified(
         .checkout
         .apply_notified(received.channel, out_trade_no, payment)
         .await;
-    state
-        .metrics
-        .payment(channel_label(received.channel), payment_outcome(&applied));
+    state.metrics.payment(
+        received.channel.provider().code(),
+        payment_outcome(&applied),
+    );
     match applied {
         Ok((Settled::Paid(order), first_time)) => {
             if let Some(origin) = &order.request_id {
@@ -386,7 +388,7 @@ async fn refuse(
     label: &'static str,
     status: StatusCode,
 ) -> Outcome {
-    let channel = channel_label(received.channel);
+    let channel = received.channel.provider().code();
     let address = crate::web::students::client_address(Some(received.peer), received.headers)
         .map_or_else(|| "-".to_owned(), |address| address.to_string());
     tracing::warn!(
@@ -410,14 +412,6 @@ async fn refuse(
         .await;
     }
     Outcome::Refused(label, status)
-}
-
-fn channel_label(channel: NotificationChannel) -> &'static str {
-    match channel {
-        NotificationChannel::Wechat => "wechat",
-        NotificationChannel::Alipay => "alipay",
-        NotificationChannel::Abc => "abc",
-    }
 }
 
 /// What applying a verified payment came to, as a metric label: `applied`,

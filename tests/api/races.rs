@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use campus_pay::domain::order::beijing_offset;
+use campus_pay::domain::provider::Provider;
 use campus_pay::domain::receipt::ReceiptCode;
 use campus_pay::domain::refund::ItemEffect;
 use campus_pay::jobs::orders::sweep_once;
-use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel};
+use campus_pay::jobs::reconcile::ACTOR_CLI;
 use campus_pay::pay::refunds::{RefundAsk, RefundError, Refunds};
 use campus_pay::sandbox::wechat_pay::{Notification, Tamper};
 use campus_pay::store::{
@@ -167,7 +168,7 @@ async fn one_payment_reported_by_every_path_at_once_is_applied_once() {
         poll_status(&app, &session, &number),
         poll_status(&app, &session, &number),
         sweep_once(&app.state.checkout, &app.state.cache),
-        reconciler.reconcile(BillChannel::Wechat, paid_on, ACTOR_CLI),
+        reconciler.reconcile(Provider::WechatPay, paid_on, ACTOR_CLI),
         opener,
     );
     assert_eq!(

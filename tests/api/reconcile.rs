@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use campus_pay::clock::Clock;
 use campus_pay::domain::order::beijing_offset;
+use campus_pay::domain::provider::Provider;
 use campus_pay::domain::refund::ItemEffect;
-use campus_pay::jobs::reconcile::{ACTOR_CLI, BillChannel, ReconcileReport, beijing_yesterday};
+use campus_pay::jobs::reconcile::{ACTOR_CLI, ReconcileReport, beijing_yesterday};
 use campus_pay::pay::checkout::Started;
 use campus_pay::pay::refunds::{RefundAsk, Refunds};
 use campus_pay::sandbox::alipay::AlipayBillTamper;
@@ -135,7 +136,7 @@ async fn paid_order(app: &TestApp, id_card: &str) -> String {
 async fn reconcile_today(app: &TestApp) -> ReconcileReport {
     app.state
         .reconciler()
-        .reconcile(BillChannel::Wechat, today(app), ACTOR_CLI)
+        .reconcile(Provider::WechatPay, today(app), ACTOR_CLI)
         .await
         .expect("a run")
 }
@@ -287,7 +288,7 @@ async fn a_channel_without_a_bill_gives_a_clear_failed_run() {
     let report = app
         .state
         .reconciler()
-        .reconcile(BillChannel::Abc, today(&app), ACTOR_CLI)
+        .reconcile(Provider::Abc, today(&app), ACTOR_CLI)
         .await
         .expect("a run, not a crash");
     assert_eq!(report.run.status, "failed");
@@ -579,7 +580,7 @@ async fn reconcile_alipay_day(app: &TestApp, day: NaiveDate) -> ReconcileReport 
     app.clock.advance(Duration::from_secs(24 * 60 * 60));
     app.state
         .reconciler()
-        .reconcile(BillChannel::Alipay, day, ACTOR_CLI)
+        .reconcile(Provider::Alipay, day, ACTOR_CLI)
         .await
         .expect("a run")
 }
@@ -659,8 +660,8 @@ async fn the_run_after_midnight_takes_the_payments_of_23_59_30_and_not_of_00_00_
     );
     assert_eq!(beijing_yesterday(app.clock.now()), day, "the run's day");
     for (channel, number) in [
-        (BillChannel::Wechat, &by_wechat),
-        (BillChannel::Alipay, &by_alipay),
+        (Provider::WechatPay, &by_wechat),
+        (Provider::Alipay, &by_alipay),
     ] {
         let report = app
             .state

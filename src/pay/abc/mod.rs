@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 use url::Url;
 
 use self::wire::{MerchantSigner, Opened, TrustPayVerifier};
-use super::{Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid, PrepayOrder};
+use super::{
+    BillError, BillLine, Channel, ChannelError, ChannelPayment, ChannelState, Closed, Prepaid,
+    PrepayOrder, RefundRequest, RefundState,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::order::beijing_offset;
@@ -521,6 +524,24 @@ impl Channel for Abc {
     /// the checkout holds the items until then.
     fn closes_unpaid_orders(&self) -> bool {
         false
+    }
+
+    /// No refund interface of the bank is wired here: the office refunds by hand.
+    async fn refund(&self, _request: &RefundRequest<'_>) -> Result<RefundState, ChannelError> {
+        Err(ChannelError::Unsupported("refund"))
+    }
+
+    async fn query_refund(
+        &self,
+        _out_trade_no: &str,
+        _out_refund_no: &str,
+    ) -> Result<RefundState, ChannelError> {
+        Err(ChannelError::Unsupported("refund"))
+    }
+
+    /// No bill download of the bank is wired here.
+    async fn bill(&self, _day: chrono::NaiveDate) -> Result<Vec<BillLine>, BillError> {
+        Err(BillError::Unsupported)
     }
 
     /// Public material shows no transaction that closes an unpaid order: the bank's

@@ -51,6 +51,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Trade not (yet) at Alipay: never scanned, or never created.
 pub const TRADE_NOT_EXIST: &str = "ACQ.TRADE_NOT_EXIST";
+/// A create or precreate refused because the trade is paid already.
+const TRADE_HAS_SUCCESS: &str = "ACQ.TRADE_HAS_SUCCESS";
 /// Close refused because the trade is not waiting for payment (paid or closed);
 /// the two `REASON_*` spellings are the v3 API's for the same.
 const STATUS_ERRORS: [&str; 3] = [
@@ -303,6 +305,12 @@ fn channel_error(error: AlipayApiError) -> ChannelError {
     if error.outcome_unknown() {
         return ChannelError::OutcomeUnknown(error.to_string());
     }
+    if is_sub_code(&error, &[TRADE_HAS_SUCCESS]) {
+        return ChannelError::AlreadyPaid {
+            code: TRADE_HAS_SUCCESS.to_owned(),
+            message: error.to_string(),
+        };
+    }
     ChannelError::Refused {
         code: error.sub_code().unwrap_or("REFUSED").to_owned(),
         message: error.to_string(),
@@ -315,6 +323,11 @@ fn is_sub_code(error: &AlipayApiError, codes: &[&str]) -> bool {
 
 #[async_trait::async_trait]
 impl Channel for Alipay {
+    /// `alipay.trade.close` closes an unpaid trade at once (or it never existed).
+    fn closes_unpaid_orders(&self) -> bool {
+        true
+    }
+
     async fn prepay(&self, order: &PrepayOrder<'_>) -> Result<Prepaid, ChannelError> {
         if order.kind != PaymentChannel::Alipay {
             return Err(ChannelError::Refused {

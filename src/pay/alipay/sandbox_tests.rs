@@ -135,7 +135,7 @@ async fn precreate_pay_and_query_round_trip() {
         .prepay(&world.order("CP20240615A1", 120_050))
         .await
     {
-        Err(ChannelError::Refused { code, .. }) => assert_eq!(code, "ACQ.TRADE_HAS_SUCCESS"),
+        Err(ChannelError::AlreadyPaid { code, .. }) => assert_eq!(code, "ACQ.TRADE_HAS_SUCCESS"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(world.sandbox.calls_to(methods::QUERY), 4);

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::provider::{Method, Provider, channel_label};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "orders")]
 pub struct Model {
@@ -75,6 +77,38 @@ pub enum PaymentChannel {
     /// Agricultural Bank of China, by scanning a code.
     #[sea_orm(string_value = "abc_scan")]
     AbcScan,
+}
+
+impl PaymentChannel {
+    pub fn provider(self) -> Provider {
+        match self {
+            PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => Provider::WechatPay,
+            PaymentChannel::Alipay => Provider::Alipay,
+            PaymentChannel::AbcPage | PaymentChannel::AbcScan => Provider::Abc,
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            PaymentChannel::WechatJsapi => Method::InAccount,
+            PaymentChannel::WechatNative | PaymentChannel::Alipay | PaymentChannel::AbcScan => {
+                Method::Scan
+            }
+            PaymentChannel::AbcPage => Method::Page,
+        }
+    }
+
+    /// As the console names it.
+    pub fn label(self) -> &'static str {
+        channel_label(self.provider(), self.method())
+    }
+
+    /// The channels of `provider`, in the order the console lists them.
+    pub fn of(provider: Provider) -> Vec<PaymentChannel> {
+        <PaymentChannel as sea_orm::Iterable>::iter()
+            .filter(|channel| channel.provider() == provider)
+            .collect()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::provider::Provider;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "payment_notifications")]
 pub struct Model {
@@ -40,6 +42,17 @@ pub enum NotificationChannel {
     Alipay,
     #[sea_orm(string_value = "abc")]
     Abc,
+}
+
+impl NotificationChannel {
+    /// Whose endpoint received it (the stored value is the provider's code).
+    pub fn provider(self) -> Provider {
+        match self {
+            NotificationChannel::Wechat => Provider::WechatPay,
+            NotificationChannel::Alipay => Provider::Alipay,
+            NotificationChannel::Abc => Provider::Abc,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]

@@ -461,7 +461,7 @@ fn export_record(row: &PaymentRow) -> [String; 12] {
         row.student_name.clone(),
         row.grade.to_string(),
         row.class_name.clone(),
-        views::channel_label(row.channel).to_owned(),
+        row.channel.label().to_owned(),
         Fen(row.amount_fen).to_string(),
         views::status_label(row.status).to_owned(),
         beijing(row.created_at),

@@ -15,8 +15,9 @@ use super::paging::PageNumber;
 use super::payments::write_csv;
 use super::{Console, csv_bytes, csv_download, csv_writer, redirect};
 use crate::domain::money::Fen;
+use crate::domain::provider::Provider;
 use crate::jobs::reconcile::{
-    BillChannel, ReconcileError, Reconciler, beijing_yesterday, kind_label, parse_day,
+    ReconcileError, Reconciler, beijing_yesterday, kind_label, parse_day,
 };
 use crate::store::{ReconciliationLine, ReconciliationRunRecord};
 use crate::web::AppState;
@@ -108,7 +109,7 @@ async fn run(
         let error = format!("日期“{}”无效，应为 YYYY-MM-DD", form.date);
         return list_page(&state, &console, PageNumber::default(), Some(&error)).await;
     };
-    let Some(channel) = BillChannel::parse(&form.channel) else {
+    let Some(channel) = Provider::parse(&form.channel) else {
         let error = format!("渠道“{}”无效", form.channel);
         return list_page(&state, &console, PageNumber::default(), Some(&error)).await;
     };

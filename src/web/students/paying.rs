@@ -365,8 +365,12 @@ fn started_or_page(
                 "支付通道暂时繁忙，请稍后再试。",
             ))
         }
-        Err(CheckoutError::Channel(ChannelError::Refused { code, .. })) => {
-            tracing::warn!(%code, "prepay refused by the channel");
+        Err(CheckoutError::Channel(
+            refused @ (ChannelError::Refused { .. }
+            | ChannelError::AlreadyPaid { .. }
+            | ChannelError::Unsupported(_)),
+        )) => {
+            tracing::warn!(error = %refused, "prepay refused by the channel");
             Err(page(
                 StatusCode::BAD_GATEWAY,
                 "暂时无法支付",

@@ -103,15 +103,6 @@ pub struct ReceiptLine {
     pub amount: Fen,
 }
 
-/// The channel as a receipt names it.
-pub fn channel_label(channel: PaymentChannel) -> &'static str {
-    match channel {
-        PaymentChannel::WechatJsapi | PaymentChannel::WechatNative => "微信支付",
-        PaymentChannel::Alipay => "支付宝",
-        PaymentChannel::AbcPage | PaymentChannel::AbcScan => "中国农业银行",
-    }
-}
-
 pub fn receipt(surface: Surface, school: &str, receipt: &ReceiptView) -> Markup {
     let back = surface.path(&format!("/orders/{}", receipt.out_trade_no));
     page(
@@ -163,7 +154,7 @@ pub fn receipt(surface: Surface, school: &str, receipt: &ReceiptView) -> Markup 
                 }
                 table class="receipt-grid" id="receipt-payment" {
                     tr {
-                        th { "支付渠道" } td id="receipt-channel" { (channel_label(receipt.channel)) }
+                        th { "支付渠道" } td id="receipt-channel" { (receipt.channel.provider().label()) }
                         th { "渠道交易号" } td id="receipt-trade-no" { (receipt.channel_trade_no) }
                     }
                     tr {

@@ -7,8 +7,8 @@ use url::form_urlencoded;
 use super::{beijing, csrf_field, flash, pager, yuan};
 use crate::domain::id_card::IdCardNumber;
 use crate::store::{
-    ExceptionList, NotificationChannel, NotificationRecord, NotificationVerdict, OrderStatus,
-    PaymentChannel, PaymentDetail, PaymentRow, PaymentTotals, Resolution,
+    ExceptionList, NotificationRecord, NotificationVerdict, OrderStatus, PaymentChannel,
+    PaymentDetail, PaymentRow, PaymentTotals, Resolution,
 };
 
 /// The longest resolution note, in characters.
@@ -31,30 +31,12 @@ pub const STATUSES: [(OrderStatus, &str); 4] = [
     (OrderStatus::Refunded, "refunded"),
 ];
 
-pub fn channel_label(channel: PaymentChannel) -> &'static str {
-    match channel {
-        PaymentChannel::WechatJsapi => "微信（公众号内）",
-        PaymentChannel::WechatNative => "微信（扫码）",
-        PaymentChannel::Alipay => "支付宝",
-        PaymentChannel::AbcPage => "中国农业银行（网页）",
-        PaymentChannel::AbcScan => "中国农业银行（扫码）",
-    }
-}
-
 pub fn status_label(status: OrderStatus) -> &'static str {
     match status {
         OrderStatus::Created => "待支付",
         OrderStatus::Paid => "已支付",
         OrderStatus::Closed => "已关闭",
         OrderStatus::Refunded => "已退款",
-    }
-}
-
-fn notification_channel_label(channel: NotificationChannel) -> &'static str {
-    match channel {
-        NotificationChannel::Wechat => "微信支付",
-        NotificationChannel::Alipay => "支付宝",
-        NotificationChannel::Abc => "中国农业银行",
     }
 }
 
@@ -170,7 +152,7 @@ pub fn list(view: &ListPage<'_>) -> Markup {
                 select name="channel" {
                     option value="" { "全部" }
                     @for (channel, code) in CHANNELS {
-                        option value=(code) selected[filter.channel == code] { (channel_label(channel)) }
+                        option value=(code) selected[filter.channel == code] { (channel.label()) }
                     }
                 }
             }
@@ -200,7 +182,7 @@ pub fn list(view: &ListPage<'_>) -> Markup {
                     tr {
                         td class="nowrap" { a href={ "/admin/payments/" (row.out_trade_no) } { (row.out_trade_no) } }
                         td { (student_cell(row)) }
-                        td class="nowrap" { (channel_label(row.channel)) }
+                        td class="nowrap" { (row.channel.label()) }
                         td class="num" { (yuan(row.amount_fen)) }
                         td class="nowrap" { (status_label(row.status)) }
                         td class="nowrap" { (beijing(row.created_at)) }
@@ -244,7 +226,7 @@ pub fn detail(detail: &PaymentDetail, can_change: bool, csrf: &str) -> Markup {
             dl {
                 dt { "订单号" } dd id="order-number" { (order.out_trade_no) }
                 dt { "学生" } dd { (student_cell(order)) " " (order.grade) "级 " (order.class_name) }
-                dt { "渠道" } dd { (channel_label(order.channel)) }
+                dt { "渠道" } dd { (order.channel.label()) }
                 dt { "金额" } dd { (yuan(order.amount_fen)) " 元" }
                 dt { "状态" } dd id="order-status" { (status_label(order.status)) }
                 dt { "下单时间" } dd { (beijing(order.created_at)) }
@@ -285,7 +267,7 @@ pub fn detail(detail: &PaymentDetail, can_change: bool, csrf: &str) -> Markup {
                 @for notification in &detail.notifications {
                     tr {
                         td class="nowrap" { (beijing(notification.received_at)) }
-                        td class="nowrap" { (notification_channel_label(notification.channel)) }
+                        td class="nowrap" { (notification.channel.provider().label()) }
                         td { (verdict_label(notification.verdict)) }
                         td { @if let Some(reason) = &notification.reason { (reason_label(reason)) } }
                         td { (raw_body(notification)) }
@@ -371,7 +353,7 @@ fn order_exceptions(rows: &[PaymentRow], csrf: Option<&str>, id: &str) -> Markup
                     tr {
                         td class="nowrap" { a href={ "/admin/payments/" (row.out_trade_no) } { (row.out_trade_no) } }
                         td { (student_cell(row)) }
-                        td class="nowrap" { (channel_label(row.channel)) }
+                        td class="nowrap" { (row.channel.label()) }
                         td class="num" { (yuan(row.amount_fen)) }
                         td class="nowrap" { (status_label(row.status)) }
                         td class="nowrap" { @if let Some(at) = row.paid_at { (beijing(at)) } }
@@ -398,7 +380,7 @@ fn notification_exceptions(rows: &[NotificationRecord], csrf: Option<&str>, id: 
                 @for row in rows {
                     tr {
                         td class="nowrap" { (beijing(row.received_at)) }
-                        td class="nowrap" { (notification_channel_label(row.channel)) }
+                        td class="nowrap" { (row.channel.provider().label()) }
                         td class="nowrap" {
                             @match (&row.out_trade_no, row.order_id) {
                                 (Some(number), Some(_)) => a href={ "/admin/payments/" (number) } { (number) },
@@ -631,7 +613,7 @@ pub fn refund_confirmation(view: &RefundConfirmation<'_>) -> Markup {
                 "将向 " strong { (order.student_name) } "（" (masked_id_card(&order.id_card)) "，"
                 (order.grade) "级 " (order.class_name) "）原路退回 "
                 strong id="refund-confirm-amount" { (yuan(plan.amount_fen)) } " 元，"
-                "来自订单 " code { (order.out_trade_no) } "（" (channel_label(order.channel)) "，实付 " (yuan(order.amount_fen)) " 元）。"
+                "来自订单 " code { (order.out_trade_no) } "（" (order.channel.label()) "，实付 " (yuan(order.amount_fen)) " 元）。"
             }
             p { "退款原因：" (view.reason) }
             table class="grid" id="refund-confirm-items" {

@@ -7,7 +7,6 @@ use super::payments::masked_id_card;
 use super::{beijing, csrf_field, flash, yuan};
 use crate::domain::receipt::{EbillStatus, grouped};
 use crate::store::ReceiptRecord;
-use crate::web::views::receipt::channel_label;
 
 /// What a check came to.
 pub enum Checked<'a> {
@@ -51,7 +50,7 @@ fn summary(receipt: &ReceiptRecord) -> Markup {
             dt { "班级" } dd { (receipt.grade) "级 " (receipt.class_name) }
             dt { "金额（元）" } dd id="check-amount" { (yuan(receipt.amount_fen)) }
             dt { "支付时间" } dd id="check-paid-at" { (beijing(receipt.paid_at)) }
-            dt { "支付渠道" } dd { (channel_label(receipt.channel)) " " (receipt.channel_trade_no.as_deref().unwrap_or("")) }
+            dt { "支付渠道" } dd { (receipt.channel.provider().label()) " " (receipt.channel_trade_no.as_deref().unwrap_or("")) }
             dt { "验证码" } dd { code { (grouped(&receipt.receipt_code)) } }
         }
         table class="grid" id="check-items" {

@@ -4,7 +4,8 @@
 use maud::{Markup, html};
 
 use super::{beijing, csrf_field, flash, pager, yuan};
-use crate::jobs::reconcile::{BillChannel, channel_label, kind_label};
+use crate::domain::provider::Provider;
+use crate::jobs::reconcile::{channel_label, kind_label};
 use crate::store::{ReconciliationLine, ReconciliationRunRecord};
 
 pub const BUSY: &str = "同一渠道同一天的对账正在进行，请稍后再试。";
@@ -17,7 +18,7 @@ pub struct Form<'a> {
     /// Yesterday (Beijing), `YYYY-MM-DD`.
     pub default_day: &'a str,
     /// The channels configured; the others are listed as such.
-    pub configured: &'a [BillChannel],
+    pub configured: &'a [Provider],
     /// `CAMPUSPAY_RECONCILE_SCHEDULE`.
     pub schedule: &'a str,
 }
@@ -66,8 +67,8 @@ pub fn list(
                 label { "账单日期" input type="date" name="date" value=(form.default_day) required; }
                 label { "渠道"
                     select name="channel" {
-                        @for channel in BillChannel::ALL {
-                            option value=(channel.as_str()) {
+                        @for channel in Provider::ALL {
+                            option value=(channel.code()) {
                                 (channel.label())
                                 @if !form.configured.contains(&channel) { "（未配置）" }
                             }

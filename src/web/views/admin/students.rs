@@ -10,9 +10,8 @@ use crate::domain::student::{
     MAX_CLASS_CHARS, MAX_MAJOR_CHARS, MAX_NAME_CHARS, MAX_STUDENT_NO_CHARS,
 };
 use crate::store::{
-    AuditRecord, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderRecord,
-    OrderStatus, PaymentChannel, StudentDetails, StudentFeeRow, StudentListRow,
-    StudentNotificationRow, StudentRecord,
+    AuditRecord, FeeItemStatus, Gender, NotificationVerdict, OrderRecord, OrderStatus,
+    StudentDetails, StudentFeeRow, StudentListRow, StudentNotificationRow, StudentRecord,
 };
 
 /// What the list was searched for, as the page may show it.
@@ -278,7 +277,7 @@ fn orders_table(orders: &[OrderRecord]) -> Markup {
                 @for order in orders {
                     tr {
                         td class="nowrap" { code { (order.out_trade_no) } }
-                        td { (channel_label(order.channel)) }
+                        td { (order.channel.label()) }
                         td class="num" { (yuan(order.amount_fen)) }
                         td { (order_status(order.status)) }
                         td class="nowrap" { (beijing(order.created_at)) }
@@ -300,7 +299,7 @@ fn notifications_table(notifications: &[StudentNotificationRow]) -> Markup {
                 @for notification in notifications {
                     tr {
                         td class="nowrap" { (beijing(notification.received_at)) }
-                        td { (notification_channel(notification.channel)) }
+                        td { (notification.channel.provider().label()) }
                         td class="nowrap" { code { (notification.out_trade_no.as_deref().unwrap_or("")) } }
                         td { (verdict_badge(notification.verdict)) }
                         td { (notification.reason.as_deref().unwrap_or("")) }
@@ -371,24 +370,6 @@ fn order_status(status: OrderStatus) -> &'static str {
         OrderStatus::Paid => "已支付",
         OrderStatus::Closed => "已关闭",
         OrderStatus::Refunded => "已退款",
-    }
-}
-
-fn channel_label(channel: PaymentChannel) -> &'static str {
-    match channel {
-        PaymentChannel::WechatJsapi => "微信（公众号）",
-        PaymentChannel::WechatNative => "微信（扫码）",
-        PaymentChannel::Alipay => "支付宝",
-        PaymentChannel::AbcPage => "中国农业银行（网页）",
-        PaymentChannel::AbcScan => "中国农业银行（扫码）",
-    }
-}
-
-fn notification_channel(channel: NotificationChannel) -> &'static str {
-    match channel {
-        NotificationChannel::Wechat => "微信",
-        NotificationChannel::Alipay => "支付宝",
-        NotificationChannel::Abc => "中国农业银行",
     }
 }
 
