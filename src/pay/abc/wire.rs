@@ -15,6 +15,8 @@ use sha1::Sha1;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, DecodePem, Encode};
 
+use crate::domain::money::Fen;
+
 pub const VERSION: &str = "V3.0.0";
 pub const FORMAT: &str = "JSON";
 pub const EC_MERCHANT_TYPE: &str = "EBUS";
@@ -298,26 +300,11 @@ pub fn yuan(fen: i64) -> String {
     format!("{sign}{}.{:02}", fen / 100, fen % 100)
 }
 
-/// The bank's yuan to fen: "1200.50", "1200.5" and "1200" are read; anything else
-/// (signs, exponents, three decimals, spaces) is refused.
+/// The bank's yuan to fen, read by the one wire parser ([`Fen::parse_wire_yuan`]):
+/// "1200.50", "1200.5" and "1200" are read; anything else (signs, exponents, three
+/// decimals, spaces, over 100 000 000 yuan) is refused.
 pub fn fen(yuan: &str) -> Option<i64> {
-    let (whole, fraction) = yuan.split_once('.').unwrap_or((yuan, ""));
-    if whole.is_empty()
-        || whole.len() > 12
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || fraction.len() > 2
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-        || (yuan.contains('.') && fraction.is_empty())
-    {
-        return None;
-    }
-    let whole: i64 = whole.parse().ok()?;
-    let cents: i64 = match fraction.len() {
-        0 => 0,
-        1 => fraction.parse::<i64>().ok()? * 10,
-        _ => fraction.parse().ok()?,
-    };
-    whole.checked_mul(100)?.checked_add(cents)
+    Fen::parse_wire_yuan(yuan).ok().map(|fen| fen.0)
 }
 
 #[cfg(test)]
