@@ -6,16 +6,17 @@ use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use rsa::PublicKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{PrivateKey, PublicKey};
 use serde_json::Value;
 use sha1::Sha1;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, DecodePem, Encode};
 
 use crate::domain::money::Fen;
+use crate::pay::keys::decode_private_key;
 
 pub const VERSION: &str = "V3.0.0";
 pub const FORMAT: &str = "JSON";
@@ -58,9 +59,7 @@ pub struct MerchantSigner {
 impl MerchantSigner {
     /// A PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM key.
     pub fn from_pem(pem: &str) -> Result<Self, WireError> {
-        use rsa::pkcs1::DecodeRsaPrivateKey;
-        let key = PrivateKey::from_pkcs8_pem(pem.trim())
-            .or_else(|_| PrivateKey::from_pkcs1_pem(pem.trim()))
+        let key = decode_private_key(pem)
             .map_err(|error| WireError::Key(format!("not an RSA private key PEM: {error}")))?;
         Ok(Self {
             key: SigningKey::<Sha1>::new(key),
@@ -349,7 +348,7 @@ mod tests {
         assert!(opened.verified_by(&verifier));
         // The signature is over GB18030 bytes: over UTF-8 bytes it would not verify.
         let utf8_sig = {
-            let key = PrivateKey::from_pkcs8_pem(MERCHANT_KEY).unwrap();
+            let key = decode_private_key(MERCHANT_KEY).unwrap();
             let signature: Signature =
                 SigningKey::<Sha1>::new(key).sign(opened.message_text.as_bytes());
             STANDARD.encode(signature.to_bytes())
