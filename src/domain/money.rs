@@ -8,6 +8,10 @@ use std::ops::{Add, AddAssign};
 /// The largest amount an import or a form accepts: one million yuan.
 pub const MAX_YUAN: i64 = 1_000_000;
 const FEN_PER_YUAN: i64 = 100;
+/// The largest amount read from a provider's wire format: Alipay's documented
+/// ceiling for one trade, 100 000 000 yuan. No fee comes near it; the limit is
+/// there so a garbled amount is refused instead of believed.
+pub const WIRE_MAX: Fen = Fen(100_000_000 * FEN_PER_YUAN);
 
 /// An amount in fen. Displays as yuan with two decimals (`1200.50`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -26,30 +30,43 @@ pub enum MoneyError {
     TooManyDecimals,
     #[error("金额应为数字，如 1200 或 1200.50")]
     NotANumber,
-    #[error("金额不能超过1000000元")]
-    TooLarge,
+    #[error("金额不能超过{limit_yuan}元")]
+    TooLarge { limit_yuan: i64 },
 }
 
 impl Fen {
     pub const ZERO: Fen = Fen(0);
 
-    /// Reads a non-negative amount in yuan with at most two decimals: `1200`,
-    /// `1200.5`, `1200.50`, `0.01`. Surrounding whitespace is ignored; a sign,
-    /// thousands separators, an exponent or a bare `.5` are refused.
+    /// Reads a non-negative amount in yuan with at most two decimals, as typed in
+    /// a form or an import file: `1200`, `1200.5`, `1200.50`, `0.01`. Surrounding
+    /// whitespace is ignored; the limit is [`MAX_YUAN`]; otherwise as
+    /// [`Fen::parse_yuan_up_to`].
     pub fn parse_yuan(input: &str) -> Result<Fen, MoneyError> {
-        let input = input.trim();
-        if input.is_empty() {
+        Fen::parse_yuan_up_to(input.trim(), Fen(MAX_YUAN * FEN_PER_YUAN))
+    }
+
+    /// Reads an amount in yuan as a provider's wire format carries it, exactly
+    /// (no whitespace), up to [`WIRE_MAX`].
+    pub fn parse_wire_yuan(text: &str) -> Result<Fen, MoneyError> {
+        Fen::parse_yuan_up_to(text, WIRE_MAX)
+    }
+
+    /// The one yuan parser: digits, then at most two decimals (`1200`, `1200.5`,
+    /// `1200.50`), at most `limit`. The text is read as it is: spaces, a sign,
+    /// thousands separators, an exponent, a bare `.5` or `5.` are refused.
+    pub fn parse_yuan_up_to(text: &str, limit: Fen) -> Result<Fen, MoneyError> {
+        if text.is_empty() {
             return Err(MoneyError::Empty);
         }
-        if input.starts_with('-') {
+        if text.starts_with('-') {
             return Err(MoneyError::Negative);
         }
-        if input.contains([',', '，']) {
+        if text.contains([',', '，']) {
             return Err(MoneyError::ThousandsSeparator);
         }
-        let (whole, fraction) = match input.split_once('.') {
+        let (whole, fraction) = match text.split_once('.') {
             Some((whole, fraction)) => (whole, Some(fraction)),
-            None => (input, None),
+            None => (text, None),
         };
         let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if !all_digits(whole) || fraction.is_some_and(|f| !all_digits(f)) {
@@ -59,11 +76,14 @@ impl Fen {
         if fraction.len() > 2 {
             return Err(MoneyError::TooManyDecimals);
         }
-        // Leading zeros aside, more than 7 digits is over the limit (and could
-        // overflow an i64).
+        let too_large = MoneyError::TooLarge {
+            limit_yuan: limit.0 / FEN_PER_YUAN,
+        };
+        // Leading zeros aside, more than 15 digits is over any limit an i64 of
+        // fen can hold, so it is refused before it could overflow.
         let significant = whole.trim_start_matches('0');
-        if significant.len() > 7 {
-            return Err(MoneyError::TooLarge);
+        if significant.len() > 15 {
+            return Err(too_large);
         }
         let yuan: i64 = if significant.is_empty() {
             0
@@ -81,8 +101,8 @@ impl Fen {
             _ => fraction.parse().map_err(|_| MoneyError::NotANumber)?,
         };
         let fen = yuan * FEN_PER_YUAN + cents;
-        if fen > MAX_YUAN * FEN_PER_YUAN {
-            return Err(MoneyError::TooLarge);
+        if fen > limit.0 {
+            return Err(too_large);
         }
         Ok(Fen(fen))
     }
@@ -176,13 +196,77 @@ mod tests {
             ("1e3", NotANumber),
             ("1 200", NotANumber),
             ("１２００", NotANumber),
-            ("1000000.01", TooLarge),
-            ("99999999999999999999999", TooLarge),
+            (
+                "1000000.01",
+                TooLarge {
+                    limit_yuan: 1_000_000,
+                },
+            ),
+            (
+                "99999999999999999999999",
+                TooLarge {
+                    limit_yuan: 1_000_000,
+                },
+            ),
         ];
         for (input, error) in cases {
             assert_eq!(Fen::parse_yuan(input), Err(error), "{input:?}");
         }
         assert_eq!(TooManyDecimals.to_string(), "金额最多两位小数");
+    }
+
+    #[test]
+    fn wire_amounts_are_read_exactly_up_to_the_wire_limit() {
+        let good = [
+            ("1200.50", 120_050),
+            ("1200.5", 120_050),
+            ("1200", 120_000),
+            ("0.01", 1),
+            ("0", 0),
+            ("100000000.00", 10_000_000_000),
+        ];
+        for (text, fen) in good {
+            assert_eq!(Fen::parse_wire_yuan(text), Ok(Fen(fen)), "{text:?}");
+        }
+        let too_large = MoneyError::TooLarge {
+            limit_yuan: 100_000_000,
+        };
+        let bad = [
+            ("", MoneyError::Empty),
+            ("0.001", MoneyError::TooManyDecimals),
+            ("1200.505", MoneyError::TooManyDecimals),
+            ("1.", MoneyError::NotANumber),
+            (".5", MoneyError::NotANumber),
+            ("-1", MoneyError::Negative),
+            ("-1.00", MoneyError::Negative),
+            ("+1.00", MoneyError::NotANumber),
+            (" 1.00", MoneyError::NotANumber),
+            ("1.00 ", MoneyError::NotANumber),
+            ("1,200.00", MoneyError::ThousandsSeparator),
+            ("1e3", MoneyError::NotANumber),
+            ("1.0.0", MoneyError::NotANumber),
+            ("１２", MoneyError::NotANumber),
+            ("100000000.01", too_large),
+            ("999999999999", too_large),
+            ("99999999999999999999999", too_large),
+        ];
+        for (text, error) in bad {
+            assert_eq!(Fen::parse_wire_yuan(text), Err(error), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_limit_is_the_callers_and_named_in_the_refusal() {
+        assert_eq!(Fen::parse_yuan_up_to("5.00", Fen(500)), Ok(Fen(500)));
+        let refused = Fen::parse_yuan_up_to("5.01", Fen(500));
+        assert_eq!(refused, Err(MoneyError::TooLarge { limit_yuan: 5 }));
+        assert_eq!(
+            MoneyError::TooLarge {
+                limit_yuan: MAX_YUAN
+            }
+            .to_string(),
+            "金额不能超过1000000元"
+        );
     }
 
     #[test]
@@ -214,6 +298,7 @@ mod tests {
         #[test]
         fn any_input_parses_or_fails_without_panicking(input in "\\PC{0,24}") {
             let _ = Fen::parse_yuan(&input);
+            let _ = Fen::parse_wire_yuan(&input);
         }
     }
 }

@@ -87,7 +87,7 @@ pub struct ReconcileReport {
 
 impl ReconcileReport {
     pub fn failed(&self) -> bool {
-        self.run.status != crate::store::RUN_DONE
+        self.run.status != crate::store::RunStatus::Done
     }
 }
 
@@ -245,7 +245,7 @@ impl Reconciler {
             run = run.id,
             channel = %run.channel,
             day = %run.bill_date,
-            status = %run.status,
+            status = run.status.as_str(),
             applied = run.counts.applied,
             flagged = lines.len(),
             "reconciliation"

@@ -10,6 +10,7 @@ pub mod abc;
 pub mod alipay;
 pub mod checkout;
 pub mod ebill;
+pub mod keys;
 pub mod refunds;
 pub mod wechat;
 pub mod wechatpay;

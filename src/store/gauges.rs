@@ -2,8 +2,8 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::entities::reconciliation_runs::RunStatus;
 use super::entities::{orders, reconciliation_runs as runs};
-use super::reconciliation::RUN_DONE;
 use super::{Store, StoreError};
 use crate::domain::provider::Provider;
 
@@ -27,7 +27,7 @@ impl Store {
         for provider in Provider::ALL {
             let latest = runs::Entity::find()
                 .filter(runs::Column::Channel.eq(provider.code()))
-                .filter(runs::Column::Status.eq(RUN_DONE))
+                .filter(runs::Column::Status.eq(RunStatus::Done))
                 .order_by_desc(runs::Column::Id)
                 .limit(1)
                 .one(&self.reads)

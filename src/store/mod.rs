@@ -56,7 +56,7 @@ pub use self::console_students::{
 };
 pub use self::entities::{
     AdminRole, FeeItemStatus, Gender, NotificationChannel, NotificationVerdict, OrderStatus,
-    PaymentChannel, RefundKind, RefundStatus,
+    PaymentChannel, RefundKind, RefundStatus, RunStatus,
 };
 pub use self::fees::FeeItemRecord;
 pub use self::follower_check::{
@@ -70,8 +70,7 @@ pub use self::orders::{
 };
 pub use self::receipts::{EbillOutcome, ReceiptRecord, ReceiptRefund};
 pub use self::reconciliation::{
-    NewReconciliationRun, RUN_DONE, RUN_FAILED, RUN_RUNNING, ReconciliationCounts,
-    ReconciliationLine, ReconciliationRunRecord,
+    NewReconciliationRun, ReconciliationCounts, ReconciliationLine, ReconciliationRunRecord,
 };
 pub use self::refunds::{
     CreateRefund, NewRefund, RefundNews, RefundPlan, RefundRecord, RefundScope, Refundable,

@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use super::audit::write_audit;
+use super::entities::reconciliation_runs::RunStatus;
 use super::entities::{
     orders, reconciliation_lines as lines, reconciliation_runs as runs, refunds,
 };
@@ -21,10 +22,6 @@ use super::{
     AuditEntry, OrderRecord, OrderStatus, PaymentChannel, RefundRecord, RefundStatus, Store,
     StoreError,
 };
-
-pub const RUN_RUNNING: &str = "running";
-pub const RUN_DONE: &str = "done";
-pub const RUN_FAILED: &str = "failed";
 
 /// `IN (…)` lists are cut to this many numbers (both backends' bound-parameter
 /// limits are far above).
@@ -77,8 +74,7 @@ pub struct ReconciliationRunRecord {
     pub actor: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `done` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     pub counts: ReconciliationCounts,
     pub error: Option<String>,
 }
@@ -245,7 +241,7 @@ impl Store {
             actor: Set(run.actor.to_owned()),
             started_at: Set(now),
             finished_at: Set(None),
-            status: Set(RUN_RUNNING.to_owned()),
+            status: Set(RunStatus::Running),
             bill_lines: Set(0),
             matched: Set(0),
             applied: Set(0),
@@ -277,7 +273,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.begin_write("finish a reconciliation run").await?;
         let updated = runs::Entity::update_many()
-            .col_expr(runs::Column::Status, Expr::value(RUN_DONE))
+            .col_expr(runs::Column::Status, Expr::value(RunStatus::Done))
             .col_expr(runs::Column::FinishedAt, Expr::value(Some(now)))
             .col_expr(runs::Column::BillLines, Expr::value(counts.bill_lines))
             .col_expr(runs::Column::Matched, Expr::value(counts.matched))
@@ -292,7 +288,7 @@ impl Store {
             )
             .col_expr(runs::Column::UnknownAtUs, Expr::value(counts.unknown_at_us))
             .filter(runs::Column::Id.eq(id))
-            .filter(runs::Column::Status.eq(RUN_RUNNING))
+            .filter(runs::Column::Status.eq(RunStatus::Running))
             .exec(&txn)
             .await
             .map_err(StoreError::query("finish a reconciliation run"))?;
@@ -330,11 +326,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         runs::Entity::update_many()
-            .col_expr(runs::Column::Status, Expr::value(RUN_FAILED))
+            .col_expr(runs::Column::Status, Expr::value(RunStatus::Failed))
             .col_expr(runs::Column::FinishedAt, Expr::value(Some(now)))
             .col_expr(runs::Column::Error, Expr::value(Some(error)))
             .filter(runs::Column::Id.eq(id))
-            .filter(runs::Column::Status.eq(RUN_RUNNING))
+            .filter(runs::Column::Status.eq(RunStatus::Running))
             .exec(&self.db)
             .await
             .map_err(StoreError::query("record a failed reconciliation run"))?;

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::session::SessionError;
 use crate::cache::CacheError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +24,20 @@ pub enum AppError {
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// The failures handlers pass up with `?`: each is internal (logged, never shown),
+/// kept whole so [`is_cache_outage`] can still find a cache outage in its chain.
+macro_rules! internal_from {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$error> for AppError {
+            fn from(error: $error) -> Self {
+                AppError::Internal(anyhow::Error::from(error))
+            }
+        }
+    )+};
+}
+
+internal_from!(StoreError, SessionError, CacheError, serde_json::Error);
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {

@@ -157,7 +157,7 @@ async fn a_day_whose_payments_all_match_is_clean() {
     paid_order(&app, ZHANG_SAN).await;
     paid_order(&app, LI_SI).await;
     let report = reconcile_today(&app).await;
-    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.status.as_str(), "done", "{report}");
     assert_eq!(report.run.counts.bill_lines, 2);
     assert_eq!(report.run.counts.matched, 2);
     assert!(report.lines.is_empty(), "{report}");
@@ -215,7 +215,7 @@ async fn a_payment_missing_from_the_bill_is_flagged_not_reverted() {
     let other = paid_order(&app, LI_SI).await;
     app.pay.bill_leave_out(&number);
     let report = reconcile_today(&app).await;
-    assert_eq!(report.run.status, "done");
+    assert_eq!(report.run.status.as_str(), "done");
     assert_eq!(report.run.counts.missing_at_channel, 1, "{report}");
     assert_eq!(report.run.counts.matched, 1);
     let line = &report.lines[0];
@@ -270,7 +270,7 @@ async fn a_bill_failing_its_hash_fails_the_run_and_changes_nothing() {
     app.pay.pay_silently(&number).expect("paid");
     app.pay.corrupt_next_bill_hash();
     let report = reconcile_today(&app).await;
-    assert_eq!(report.run.status, "failed", "{report}");
+    assert_eq!(report.run.status.as_str(), "failed", "{report}");
     let error = report.run.error.clone().unwrap_or_default();
     assert!(error.contains("SHA1"), "{error}");
     assert!(report.lines.is_empty());
@@ -291,7 +291,7 @@ async fn a_channel_without_a_bill_gives_a_clear_failed_run() {
         .reconcile(Provider::Abc, today(&app), ACTOR_CLI)
         .await
         .expect("a run, not a crash");
-    assert_eq!(report.run.status, "failed");
+    assert_eq!(report.run.status.as_str(), "failed");
     assert!(
         report
             .run
@@ -477,7 +477,7 @@ async fn a_wechat_day_with_payments_and_refunds_all_matched_is_clean() {
     );
 
     let report = reconcile_today(&app).await;
-    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.status.as_str(), "done", "{report}");
     assert_eq!(report.run.counts.bill_lines, 3, "{report}");
     assert_eq!(report.run.counts.matched, 3, "{report}");
     assert_eq!(report.run.counts.applied, 0);
@@ -506,7 +506,7 @@ async fn a_wechat_refund_whose_notification_and_query_went_missing_is_applied_on
     );
 
     let first = reconcile_today(&app).await;
-    assert_eq!(first.run.status, "done", "{first}");
+    assert_eq!(first.run.status.as_str(), "done", "{first}");
     assert_eq!(first.run.counts.applied, 1, "{first}");
     assert_eq!(first.run.counts.matched, 1, "the payment");
     assert_eq!(first.lines.len(), 1, "{first}");
@@ -598,7 +598,7 @@ async fn an_alipay_day_with_a_payment_and_a_refund_is_clean() {
     );
 
     let report = reconcile_alipay_day(&app, day).await;
-    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.status.as_str(), "done", "{report}");
     assert_eq!(report.run.channel, "alipay");
     assert_eq!(report.run.counts.bill_lines, 2, "{report}");
     assert_eq!(report.run.counts.matched, 2, "{report}");
@@ -615,7 +615,7 @@ async fn a_tampered_alipay_amount_is_flagged_and_nothing_changes() {
         amount_fen: 605_000,
     });
     let report = reconcile_alipay_day(&app, day).await;
-    assert_eq!(report.run.status, "done", "{report}");
+    assert_eq!(report.run.status.as_str(), "done", "{report}");
     assert_eq!(report.run.counts.amount_mismatch, 1, "{report}");
     assert_eq!(report.run.counts.matched, 0);
     assert_eq!(report.lines.len(), 1);
@@ -669,7 +669,7 @@ async fn the_run_after_midnight_takes_the_payments_of_23_59_30_and_not_of_00_00_
             .reconcile(channel, day, ACTOR_CLI)
             .await
             .expect("a run");
-        assert_eq!(report.run.status, "done", "{report}");
+        assert_eq!(report.run.status.as_str(), "done", "{report}");
         assert_eq!(report.run.counts.bill_lines, 1, "{report}");
         assert_eq!(report.run.counts.matched, 1, "{report}");
         assert!(report.lines.is_empty(), "{report}");

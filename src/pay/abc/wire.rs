@@ -6,14 +6,17 @@ use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use rsa::PublicKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{PrivateKey, PublicKey};
 use serde_json::Value;
 use sha1::Sha1;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, DecodePem, Encode};
+
+use crate::domain::money::Fen;
+use crate::pay::keys::decode_private_key;
 
 pub const VERSION: &str = "V3.0.0";
 pub const FORMAT: &str = "JSON";
@@ -56,9 +59,7 @@ pub struct MerchantSigner {
 impl MerchantSigner {
     /// A PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM key.
     pub fn from_pem(pem: &str) -> Result<Self, WireError> {
-        use rsa::pkcs1::DecodeRsaPrivateKey;
-        let key = PrivateKey::from_pkcs8_pem(pem.trim())
-            .or_else(|_| PrivateKey::from_pkcs1_pem(pem.trim()))
+        let key = decode_private_key(pem)
             .map_err(|error| WireError::Key(format!("not an RSA private key PEM: {error}")))?;
         Ok(Self {
             key: SigningKey::<Sha1>::new(key),
@@ -298,26 +299,11 @@ pub fn yuan(fen: i64) -> String {
     format!("{sign}{}.{:02}", fen / 100, fen % 100)
 }
 
-/// The bank's yuan to fen: "1200.50", "1200.5" and "1200" are read; anything else
-/// (signs, exponents, three decimals, spaces) is refused.
+/// The bank's yuan to fen, read by the one wire parser ([`Fen::parse_wire_yuan`]):
+/// "1200.50", "1200.5" and "1200" are read; anything else (signs, exponents, three
+/// decimals, spaces, over 100 000 000 yuan) is refused.
 pub fn fen(yuan: &str) -> Option<i64> {
-    let (whole, fraction) = yuan.split_once('.').unwrap_or((yuan, ""));
-    if whole.is_empty()
-        || whole.len() > 12
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || fraction.len() > 2
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-        || (yuan.contains('.') && fraction.is_empty())
-    {
-        return None;
-    }
-    let whole: i64 = whole.parse().ok()?;
-    let cents: i64 = match fraction.len() {
-        0 => 0,
-        1 => fraction.parse::<i64>().ok()? * 10,
-        _ => fraction.parse().ok()?,
-    };
-    whole.checked_mul(100)?.checked_add(cents)
+    Fen::parse_wire_yuan(yuan).ok().map(|fen| fen.0)
 }
 
 #[cfg(test)]
@@ -362,7 +348,7 @@ mod tests {
         assert!(opened.verified_by(&verifier));
         // The signature is over GB18030 bytes: over UTF-8 bytes it would not verify.
         let utf8_sig = {
-            let key = PrivateKey::from_pkcs8_pem(MERCHANT_KEY).unwrap();
+            let key = decode_private_key(MERCHANT_KEY).unwrap();
             let signature: Signature =
                 SigningKey::<Sha1>::new(key).sign(opened.message_text.as_bytes());
             STANDARD.encode(signature.to_bytes())

@@ -107,26 +107,10 @@ pub fn yuan(fen: i64) -> String {
     Fen(fen).to_yuan()
 }
 
-/// Alipay's yuan as fen, strictly: digits, then at most two decimals (`"1200"`,
-/// `"1200.5"`, `"1200.50"`); no sign, spaces, exponent or separators; at most
-/// 100 000 000 yuan.
+/// Alipay's yuan as fen, read by the one wire parser ([`Fen::parse_wire_yuan`]:
+/// strictly, at most 100 000 000 yuan, Alipay's own ceiling).
 pub fn yuan_to_fen(text: &str) -> Option<i64> {
-    let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (text, None),
-    };
-    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || whole.len() > 9 || fraction.is_some_and(|f| !digits(f) || f.len() > 2) {
-        return None;
-    }
-    let yuan: i64 = whole.parse().ok()?;
-    let cents: i64 = match fraction {
-        None => 0,
-        Some(f) if f.len() == 1 => f.parse::<i64>().ok()? * 10,
-        Some(f) => f.parse().ok()?,
-    };
-    let fen = yuan.checked_mul(100)?.checked_add(cents)?;
-    (fen <= 100_000_000 * 100).then_some(fen)
+    Fen::parse_wire_yuan(text).ok().map(|fen| fen.0)
 }
 
 /// `yyyy-MM-dd HH:mm:ss` in Beijing time, as Alipay writes and reads times.

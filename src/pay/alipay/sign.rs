@@ -16,20 +16,17 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use sha2::Sha256;
 
+use crate::pay::keys::{self, PrivateKeyError};
+
 /// RSA2 means a 2048-bit key; Alipay's key tool makes nothing shorter.
 pub const MIN_RSA_BITS: u32 = 2048;
-
-const PKCS8_LABEL: &str = "-----BEGIN PRIVATE KEY-----";
-const PKCS1_LABEL: &str = "-----BEGIN RSA PRIVATE KEY-----";
-const ENCRYPTED_LABEL: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -112,20 +109,16 @@ impl fmt::Debug for AppPrivateKey {
     }
 }
 
+/// The shared loader ([`crate::pay::keys`]), its refusals worded as this provider's.
 fn decode_private_key(pem: &str) -> Result<PrivateKey, KeyError> {
-    let unreadable = |reason: String| KeyError::Unreadable {
-        what: "app private key",
-        reason,
-    };
-    if pem.contains(ENCRYPTED_LABEL) {
-        Err(KeyError::EncryptedPrivateKey)
-    } else if pem.contains(PKCS8_LABEL) {
-        PrivateKey::from_pkcs8_pem(pem.trim()).map_err(|error| unreadable(error.to_string()))
-    } else if pem.contains(PKCS1_LABEL) {
-        PrivateKey::from_pkcs1_pem(pem.trim()).map_err(|error| unreadable(error.to_string()))
-    } else {
-        Err(KeyError::NotAPrivateKey)
-    }
+    keys::decode_private_key(pem).map_err(|error| match error {
+        PrivateKeyError::NotAPrivateKey => KeyError::NotAPrivateKey,
+        PrivateKeyError::Encrypted => KeyError::EncryptedPrivateKey,
+        PrivateKeyError::Unreadable(reason) => KeyError::Unreadable {
+            what: "app private key",
+            reason,
+        },
+    })
 }
 
 /// Alipay's public key (支付宝公钥, SPKI PEM `BEGIN PUBLIC KEY`): verifies answers
@@ -499,7 +492,7 @@ ZQIDAQAB
     #[test]
     fn pkcs1_form_of_the_java_sdk_key_signs_the_same() {
         use rsa::pkcs1::EncodeRsaPrivateKey;
-        let key = PrivateKey::from_pkcs8_pem(JAVA_SDK_PROD_CERT_PRIVATE_PEM).expect("pkcs8");
+        let key = decode_private_key(JAVA_SDK_PROD_CERT_PRIVATE_PEM).expect("pkcs8");
         let pkcs1 = key
             .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
             .expect("pkcs1 pem");

@@ -11,9 +11,8 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey};
 use rsa::signature::Verifier;
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
@@ -21,12 +20,10 @@ use sha2::Sha256;
 use x509_cert::Certificate;
 use x509_cert::der::{DecodePem, Encode};
 
+use crate::pay::keys::{self, PrivateKeyError};
+
 /// WeChat Pay's scheme is `SHA256-RSA2048`; shorter keys are refused.
 pub const MIN_RSA_BITS: u32 = 2048;
-
-const PKCS8_LABEL: &str = "-----BEGIN PRIVATE KEY-----";
-const PKCS1_LABEL: &str = "-----BEGIN RSA PRIVATE KEY-----";
-const ENCRYPTED_LABEL: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -118,20 +115,16 @@ impl fmt::Debug for MerchantKey {
     }
 }
 
+/// The shared loader ([`crate::pay::keys`]), its refusals worded as this provider's.
 fn decode_private_key(pem: &str) -> Result<PrivateKey, KeyError> {
-    let unreadable = |reason: String| KeyError::Unreadable {
-        what: "merchant private key",
-        reason,
-    };
-    if pem.contains(ENCRYPTED_LABEL) {
-        Err(KeyError::EncryptedPrivateKey)
-    } else if pem.contains(PKCS8_LABEL) {
-        PrivateKey::from_pkcs8_pem(pem).map_err(|error| unreadable(error.to_string()))
-    } else if pem.contains(PKCS1_LABEL) {
-        PrivateKey::from_pkcs1_pem(pem).map_err(|error| unreadable(error.to_string()))
-    } else {
-        Err(KeyError::NotAPrivateKey)
-    }
+    keys::decode_private_key(pem).map_err(|error| match error {
+        PrivateKeyError::NotAPrivateKey => KeyError::NotAPrivateKey,
+        PrivateKeyError::Encrypted => KeyError::EncryptedPrivateKey,
+        PrivateKeyError::Unreadable(reason) => KeyError::Unreadable {
+            what: "merchant private key",
+            reason,
+        },
+    })
 }
 
 fn modulus_bits(key: &PublicKey) -> u32 {
@@ -372,11 +365,11 @@ cTJOU9TxuGvNASMtjj7pYIerTx+xgZDXEVBWFW9PjJ0TV06tCRsgSHItgg==
     #[test]
     fn pkcs1_private_keys_are_read_too() {
         use rsa::pkcs1::EncodeRsaPrivateKey;
-        let key = PrivateKey::from_pkcs8_pem(GO_SDK_PRIVATE_PEM).expect("pkcs8");
+        let key = decode_private_key(GO_SDK_PRIVATE_PEM).expect("pkcs8");
         let pkcs1 = key
             .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
             .expect("pkcs1 pem");
-        assert!(pkcs1.contains(PKCS1_LABEL));
+        assert!(pkcs1.contains("-----BEGIN RSA PRIVATE KEY-----"));
         let merchant = MerchantKey::from_pem(&pkcs1).expect("pkcs1 merchant key");
         assert_eq!(
             merchant.sign_sha256_base64(b"source"),

@@ -19,5 +19,6 @@ pub use admins::AdminRole;
 pub use fee_items::FeeItemStatus;
 pub use orders::{OrderStatus, PaymentChannel};
 pub use payment_notifications::{NotificationChannel, NotificationVerdict};
+pub use reconciliation_runs::RunStatus;
 pub use refunds::{RefundKind, RefundStatus};
 pub use students::Gender;

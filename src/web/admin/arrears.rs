@@ -102,11 +102,12 @@ async fn totals(
         Err(message) => (None, Some(message)),
     };
     let groups = match &scope {
-        Some(scope) => state
-            .store
-            .arrears_groups(grouping, scope, state.clock.now())
-            .await
-            .map_err(anyhow::Error::from)?,
+        Some(scope) => {
+            state
+                .store
+                .arrears_groups(grouping, scope, state.clock.now())
+                .await?
+        }
         None => Vec::new(),
     };
     let content = views::groups(&views::GroupsPage {
@@ -132,16 +133,11 @@ async fn students(
         .map_err(|message| AppError::BadRequest(message.to_owned()))?;
     let page = query.page.get();
     let now = state.clock.now();
-    let total = state
-        .store
-        .count_students_owing(&scope, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let total = state.store.count_students_owing(&scope, now).await?;
     let students = state
         .store
         .students_owing(&scope, now, PER_PAGE, query.page.offset(PER_PAGE))
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let content = views::students(&views::StudentsPage {
         scope: query.view(),
         students: &students,
@@ -181,8 +177,7 @@ async fn export(
         let chunk = state
             .store
             .students_owing(&scope, now, EXPORT_CHUNK, rows)
-            .await
-            .map_err(anyhow::Error::from)?;
+            .await?;
         for student in &chunk {
             write_csv(&mut writer, export_record(student))?;
         }
@@ -196,11 +191,7 @@ async fn export(
         "scope": { "grade": view.grade, "class": view.class, "major": view.major },
         "rows": rows,
     }));
-    state
-        .store
-        .record_audit(&entry, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    state.store.record_audit(&entry, now).await?;
     let filename = format!(
         "arrears-{}.csv",
         now.with_timezone(&beijing_offset()).format("%Y%m%d-%H%M%S")

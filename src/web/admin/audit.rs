@@ -50,11 +50,7 @@ async fn list(
         limit: PER_PAGE,
         offset: filter.page.offset(PER_PAGE),
     };
-    let (rows, total) = state
-        .store
-        .audit_log(&query)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let (rows, total) = state.store.audit_log(&query).await?;
     let content = views::list(
         &views::Filter {
             actor: &filter.actor,

@@ -126,16 +126,8 @@ async fn overview(
         limit: PER_PAGE,
         offset: filter.page.offset(PER_PAGE),
     };
-    let (rows, total) = state
-        .store
-        .list_fee_items(&query)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let (years, items) = state
-        .store
-        .fee_item_choices()
-        .await
-        .map_err(anyhow::Error::from)?;
+    let (rows, total) = state.store.list_fee_items(&query).await?;
+    let (years, items) = state.store.fee_item_choices().await?;
     let content = views::overview(
         console.csrf(),
         console.can_change(),
@@ -297,12 +289,11 @@ async fn upload(
         bytes: BASE64.encode(&bytes),
     };
     let token = random_token(TOKEN_BYTES);
-    let value = serde_json::to_string(&kept).map_err(anyhow::Error::from)?;
+    let value = serde_json::to_string(&kept)?;
     state
         .cache
         .set(&upload_key(&token), &value, KEEP_UPLOAD)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let sha256 = sha256_hex(&bytes);
     let file = views::PreviewFile {
         kind_label: kind.label(),
@@ -530,7 +521,7 @@ async fn take_upload(
         return Ok(None);
     }
     let key = upload_key(token);
-    let Some(value) = state.cache.get(&key).await.map_err(anyhow::Error::from)? else {
+    let Some(value) = state.cache.get(&key).await? else {
         return Ok(None);
     };
     let Ok(kept) = serde_json::from_str::<KeptUpload>(&value) else {
@@ -540,11 +531,7 @@ async fn take_upload(
         tracing::warn!(admin = %console.admin.username, "apply refused: another admin's upload");
         return Ok(None);
     }
-    let taken = state
-        .cache
-        .delete_if_equals(&key, &value)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let taken = state.cache.delete_if_equals(&key, &value).await?;
     Ok(taken.then_some(kept))
 }
 
@@ -626,8 +613,7 @@ async fn item_page(
     let detail = state
         .store
         .fee_item_detail(id)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
     let title = format!("{} {}", detail.academic_year, detail.item);
     let content = views::item(
@@ -657,7 +643,7 @@ async fn after_change(
     outcome: Result<FeeItemChange, StoreError>,
     done: Done,
 ) -> Result<Response, AppError> {
-    let refused = match outcome.map_err(anyhow::Error::from)? {
+    let refused = match outcome? {
         FeeItemChange::Changed => {
             return Ok(redirect(&format!(
                 "{}?done={}",

@@ -43,8 +43,7 @@ async fn confirm_page(
     let detail = state
         .store
         .payment_detail(out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
     if !views::holds_money(&detail) || !console.can_change() {
         return Err(AppError::NotFound);
@@ -77,15 +76,13 @@ async fn apply(
     let order = state
         .store
         .find_order(&out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
     let entry = console.audit("order.apply_flagged_payment", format!("order:{}", order.id));
     let outcome = state
         .store
         .apply_flagged_payment(order.id, entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     match outcome {
         FlaggedOutcome::Applied(paid) => {
             tracing::info!(admin = %console.admin.username, out_trade_no = %paid.out_trade_no, amount_fen = paid.amount_fen, "flagged payment applied to its items");

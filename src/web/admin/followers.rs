@@ -93,8 +93,7 @@ async fn list_page(
     let (runs, total) = state
         .store
         .check_runs(PER_PAGE, page.offset(PER_PAGE))
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let content = views::list(
         &settings(state, console),
         message,
@@ -118,12 +117,7 @@ async fn show(
     UrlPath(id): UrlPath<i64>,
     Query(query): Query<RunQuery>,
 ) -> Result<Response, AppError> {
-    let run = state
-        .store
-        .check_run(id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or(AppError::NotFound)?;
+    let run = state.store.check_run(id).await?.ok_or(AppError::NotFound)?;
     let content = views::run(&settings(&state, &console), &run, query.page.get());
     let title = format!("关注者检查 #{id}");
     let mut response = console.page(&state, Section::Followers, &title, content);
@@ -191,11 +185,7 @@ async fn menu(
             let audit = console
                 .audit("menu.push", "menu")
                 .after(serde_json::json!({ "file": DEFAULT_MENU_PATH, "menu": menu }));
-            state
-                .store
-                .record_audit(&audit, state.clock.now())
-                .await
-                .map_err(anyhow::Error::from)?;
+            state.store.record_audit(&audit, state.clock.now()).await?;
             let notice = format!("菜单已推送：{DEFAULT_MENU_PATH}（微信返回 errcode 0）");
             let message = Message {
                 error: None,

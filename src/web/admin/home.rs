@@ -27,19 +27,15 @@ struct Attention {
 
 async fn attention(state: &AppState) -> Result<Attention, AppError> {
     let store = &state.store;
-    let exceptions = store
-        .payment_exceptions(false, 1)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let exceptions = store.payment_exceptions(false, 1).await?;
     let groups = store
         .arrears_groups(
             ArrearsGrouping::Grade,
             &ArrearsScope::default(),
             state.clock.now(),
         )
-        .await
-        .map_err(anyhow::Error::from)?;
-    let (runs, _) = store.check_runs(1, 0).await.map_err(anyhow::Error::from)?;
+        .await?;
+    let (runs, _) = store.check_runs(1, 0).await?;
     Ok(Attention {
         open_order_exceptions: exceptions.orders_total,
         open_refused_notifications: exceptions.notifications_total,

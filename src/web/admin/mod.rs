@@ -83,8 +83,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Conso
     let session = state
         .admin_sessions()
         .load(headers, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let Some(session) = session else {
         return Ok(None);
     };
@@ -93,11 +92,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Conso
     };
     // Read on every request, so that a removed admin or a changed role takes effect
     // at once rather than when the session expires.
-    let admin = state
-        .store
-        .find_admin(admin_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let admin = state.store.find_admin(admin_id).await?;
     Ok(admin.map(|admin| Console { session, admin }))
 }
 

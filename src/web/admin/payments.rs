@@ -142,11 +142,7 @@ async fn list(
     Query(query): Query<FilterQuery>,
 ) -> Result<Response, AppError> {
     let page = query.page.get();
-    let open_exceptions = state
-        .store
-        .payment_exceptions(false, 1)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let open_exceptions = state.store.payment_exceptions(false, 1).await?;
     let open_exceptions = open_exceptions.orders_total + open_exceptions.notifications_total;
     let filter = match query.parse() {
         Ok(filter) => filter,
@@ -168,13 +164,8 @@ async fn list(
     let rows = state
         .store
         .payments_page(&filter, PER_PAGE, query.page.offset(PER_PAGE))
-        .await
-        .map_err(anyhow::Error::from)?;
-    let totals = state
-        .store
-        .payments_totals(&filter)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
+    let totals = state.store.payments_totals(&filter).await?;
     let content = views::list(&views::ListPage {
         filter: query.view(),
         error: None,
@@ -224,8 +215,7 @@ pub(super) async fn order_page(
     let detail = state
         .store
         .payment_detail(out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
     let section = super::refunds::section(state, console, &detail, error, notice).await?;
     let content = maud::html! {
@@ -265,13 +255,8 @@ async fn exceptions_page(
     let open = state
         .store
         .payment_exceptions(false, EXCEPTIONS_SHOWN)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let resolved = state
-        .store
-        .payment_exceptions(true, RESOLVED_SHOWN)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
+    let resolved = state.store.payment_exceptions(true, RESOLVED_SHOWN).await?;
     let content = views::exceptions(&views::ExceptionsPage {
         open: &open,
         resolved: &resolved,
@@ -363,8 +348,7 @@ async fn resolve(
             let entry = console.audit("notification.resolve", format!("notification:{id}"));
             state.store.resolve_notification(id, note, entry, now).await
         }
-    }
-    .map_err(anyhow::Error::from)?;
+    }?;
     match outcome {
         ResolveOutcome::Resolved => {
             tracing::info!(admin = %console.admin.username, ?kind, id, "payment exception resolved");
@@ -411,8 +395,7 @@ async fn export(
         let chunk = state
             .store
             .payments_after(&filter, after_id, EXPORT_CHUNK)
-            .await
-            .map_err(anyhow::Error::from)?;
+            .await?;
         for row in &chunk {
             write_csv(&mut writer, export_record(row))?;
         }
@@ -433,11 +416,7 @@ async fn export(
         },
         "rows": rows,
     }));
-    state
-        .store
-        .record_audit(&entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+    state.store.record_audit(&entry, state.clock.now()).await?;
     let filename = format!(
         "payments-{}.csv",
         state

@@ -40,13 +40,7 @@ async fn check(
     let found = match (typed.is_empty(), ReceiptCode::parse(typed)) {
         (true, _) => None,
         (false, None) => Some(None),
-        (false, Some(code)) => Some(
-            state
-                .store
-                .receipt_by_code(&code)
-                .await
-                .map_err(anyhow::Error::from)?,
-        ),
+        (false, Some(code)) => Some(state.store.receipt_by_code(&code).await?),
     };
     let checked = match &found {
         None => views::Checked::NotAsked,
@@ -110,8 +104,7 @@ async fn paid_receipt(state: &AppState, out_trade_no: &str) -> Result<ReceiptRec
     state
         .store
         .receipt_of(out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)
 }
 
@@ -159,8 +152,7 @@ async fn record_ebill(
     let outcome = state
         .store
         .record_ebill(&out_trade_no, status, &number, entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     match outcome {
         EbillOutcome::Recorded => {
             tracing::info!(admin = %console.admin.username, %out_trade_no, "e-bill recorded");

@@ -72,8 +72,7 @@ async fn list_page(
     let (runs, total) = state
         .store
         .reconciliation_runs(PER_PAGE, page.offset(PER_PAGE))
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let yesterday = beijing_yesterday(state.clock.now())
         .format("%Y-%m-%d")
         .to_string();
@@ -135,14 +134,9 @@ async fn run_and_lines(
     let run = state
         .store
         .reconciliation_run(id)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
-    let lines = state
-        .store
-        .reconciliation_lines(id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let lines = state.store.reconciliation_lines(id).await?;
     Ok((run, lines))
 }
 
@@ -194,11 +188,7 @@ async fn export(
     let entry = console
         .audit("reconcile.export", format!("reconciliation_run:{id}"))
         .after(json!({ "rows": lines.len() }));
-    state
-        .store
-        .record_audit(&entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+    state.store.record_audit(&entry, state.clock.now()).await?;
     let filename = format!("reconciliation-{}-{}-{id}.csv", run.channel, run.bill_date);
     Ok(csv_download(&filename, csv_bytes(writer)?))
 }

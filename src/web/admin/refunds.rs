@@ -39,14 +39,8 @@ pub(super) async fn section(
 ) -> Result<Markup, AppError> {
     let order = &detail.order;
     let store = &state.store;
-    let refunds = store
-        .refunds_of_order(order.id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let refundable = store
-        .refundable(order.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let refunds = store.refunds_of_order(order.id).await?;
+    let refundable = store.refundable(order.id).await?;
     let took_money = order.paid_at.is_some() && order.channel_trade_no.is_some();
     let refundable = refundable.filter(|_| took_money);
     let items = detail
@@ -68,8 +62,7 @@ pub(super) async fn section(
             RefundScope::WholeOrder,
             ItemEffect::KeepPaid,
         )
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
     {
         Ok(plan) => covering_orders(&plan.items),
         Err(_) => Vec::new(),
@@ -200,12 +193,7 @@ pub(super) async fn refund(
     Form(form): Form<RefundForm>,
 ) -> Result<Response, AppError> {
     console.authorize_change(&form.csrf)?;
-    let Some(detail) = state
-        .store
-        .payment_detail(&out_trade_no)
-        .await
-        .map_err(anyhow::Error::from)?
-    else {
+    let Some(detail) = state.store.payment_detail(&out_trade_no).await? else {
         return Err(AppError::NotFound);
     };
     let refused = |message: String| {
@@ -225,8 +213,7 @@ pub(super) async fn refund(
         let preview = state
             .store
             .preview_refund(&out_trade_no, ask.scope, ask.effect)
-            .await
-            .map_err(anyhow::Error::from)?;
+            .await?;
         let plan = match preview {
             Ok(plan) => plan,
             Err(created) => match refused_message(&refusal(created)) {
@@ -268,7 +255,7 @@ pub(super) async fn refund(
             )))
         }
         Err(RefundError::UnknownOrder) => Err(AppError::NotFound),
-        Err(RefundError::Store(error)) => Err(anyhow::Error::from(error).into()),
+        Err(RefundError::Store(error)) => Err(error.into()),
         Err(other) => match refused_message(&other) {
             Some(message) => refused(message).await,
             None => Err(AppError::NotFound),

@@ -43,17 +43,11 @@ async fn form(
 ) -> Result<Response, AppError> {
     let sessions = state.admin_sessions();
     let now = state.clock.now();
-    let mut session = sessions
-        .load_or_create(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut session = sessions.load_or_create(&headers, now).await?;
     if session.data.admin_id.is_some() {
         return Ok(redirect("/admin"));
     }
-    sessions
-        .save(&mut session, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.save(&mut session, now).await?;
     let captcha = captcha_needed(&state, client_address(Some(peer), &headers)).await?;
     Ok(sign_in_page(
         &state,
@@ -81,8 +75,7 @@ async fn captcha_needed(state: &AppState, address: Option<IpAddr>) -> Result<boo
     };
     let failures = LoginGuard::new(state.cache.clone(), "admin")
         .failures_from(address)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     Ok(failures >= CAPTCHA_AFTER_FAILURES)
 }
 
@@ -129,11 +122,7 @@ async fn sign_in(
 ) -> Result<Response, AppError> {
     let sessions = state.admin_sessions();
     let now = state.clock.now();
-    let Some(mut session) = sessions
-        .load(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?
-    else {
+    let Some(mut session) = sessions.load(&headers, now).await? else {
         return Ok(redirect("/admin/login"));
     };
     if !session.csrf_matches(&form.csrf) {
@@ -169,7 +158,7 @@ async fn sign_in(
         address,
         openid: None,
     };
-    let reservation = match guard.reserve(&attempt).await.map_err(anyhow::Error::from)? {
+    let reservation = match guard.reserve(&attempt).await? {
         Ok(reservation) => reservation,
         Err(refusal) => {
             tracing::warn!(admin = %username, "console sign-in refused: locked");
@@ -206,19 +195,10 @@ async fn sign_in(
             captcha,
         ));
     };
-    guard
-        .succeeded(reservation)
-        .await
-        .map_err(anyhow::Error::from)?;
-    sessions
-        .renew(&mut session)
-        .await
-        .map_err(anyhow::Error::from)?;
+    guard.succeeded(reservation).await?;
+    sessions.renew(&mut session).await?;
     session.data.admin_id = Some(admin.id);
-    sessions
-        .save(&mut session, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.save(&mut session, now).await?;
     state
         .store
         .record_audit(
@@ -229,8 +209,7 @@ async fn sign_in(
             ),
             now,
         )
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     tracing::info!(admin = %admin.username, "admin signed in");
     let mut response = redirect("/admin");
     sessions.set_cookie(response.headers_mut(), &session);
@@ -245,11 +224,7 @@ async fn verify_admin(
     username: &str,
     typed: String,
 ) -> Result<Option<AdminAccount>, AppError> {
-    let admin = state
-        .store
-        .find_admin_by_username(username)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let admin = state.store.find_admin_by_username(username).await?;
     let hash = admin.as_ref().map(|admin| admin.password_hash.clone());
     let matches = state
         .password_work
@@ -279,10 +254,7 @@ async fn sign_out(
         return Err(AppError::Forbidden);
     }
     let sessions = state.admin_sessions();
-    sessions
-        .destroy(&console.session)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.destroy(&console.session).await?;
     let mut response = redirect("/admin/login");
     response
         .headers_mut()

@@ -126,8 +126,7 @@ async fn results_page(
     let (rows, total) = state
         .store
         .search_students(search, PER_PAGE, page.offset(PER_PAGE), state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     // A whole ID number is not echoed into the list page (box or links): only masked.
     let shown = match search {
         StudentSearch::IdCard(number) => views::Searched::IdCard(number.masked()),
@@ -224,24 +223,18 @@ async fn student_page(
     let store = &state.store;
     let student = store
         .student_details(student_id)
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
-    let record = store
-        .student_record(student_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let record = store.student_record(student_id).await?;
     let history = store
         .student_changes(&target(student_id), HISTORY_ROWS)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     store
         .record_audit(
             &console.audit(STUDENT_VIEW, target(student_id)),
             state.clock.now(),
         )
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     tracing::info!(admin = %console.admin.username, student = student_id, "student page viewed");
     let form = typed.unwrap_or_else(|| views::DetailsForm::of(&student));
     let content = views::student(&views::StudentPage {
@@ -335,8 +328,7 @@ async fn correct(
     let outcome = state
         .store
         .correct_student(student_id, &correction, entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let done = match outcome {
         CorrectOutcome::NotFound => return Err(AppError::NotFound),
         CorrectOutcome::Unchanged => Done::Unchanged,
@@ -355,11 +347,7 @@ async fn follow_remark(state: &AppState, student: &StudentDetails) -> Result<(),
     let Some(openid) = &student.wechat_openid else {
         return Ok(());
     };
-    let account = state
-        .store
-        .find_student(student.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let account = state.store.find_student(student.id).await?;
     if let Some(account) = account {
         remark::set_in_background(state, openid, &account);
     }
@@ -383,18 +371,14 @@ async fn reset_password(
     let id_card = state
         .store
         .reset_student_password(student_id, entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .ok_or(AppError::NotFound)?;
     // A student locked out by wrong guesses can sign in at once with the initial one.
     LoginGuard::new(state.cache.clone(), "student")
         .unlock(&id_card)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     // Whoever was signed in with the old password is signed in no longer.
-    end_student_sessions(&state.cache, student_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    end_student_sessions(&state.cache, student_id).await?;
     tracing::info!(admin = %console.admin.username, student = student_id, "student password reset");
     Ok(redirect(&student_path(student_id, Done::PasswordReset)))
 }
@@ -410,16 +394,13 @@ async fn unbind(
     let outcome = state
         .store
         .unbind_student_wechat(student_id, entry, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let done = match outcome {
         UnbindOutcome::NotFound => return Err(AppError::NotFound),
         UnbindOutcome::NotBound => Done::NotBound,
         UnbindOutcome::Unbound => {
             // The binding signed those sessions in; without it they end, on both surfaces.
-            end_student_sessions(&state.cache, student_id)
-                .await
-                .map_err(anyhow::Error::from)?;
+            end_student_sessions(&state.cache, student_id).await?;
             tracing::info!(admin = %console.admin.username, student = student_id, "student unbound from WeChat");
             Done::Unbound
         }

@@ -47,10 +47,7 @@ pub async fn image_for(
     headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let now = state.clock.now();
-    let mut session = sessions
-        .load_or_create(headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut session = sessions.load_or_create(headers, now).await?;
     let (answer, png) = tokio::task::spawn_blocking(draw)
         .await
         .map_err(|error| anyhow::anyhow!("captcha drawing panicked: {error}"))?
@@ -58,12 +55,8 @@ pub async fn image_for(
     state
         .cache
         .set(&captcha_key(&session.id), &answer, CAPTCHA_TTL)
-        .await
-        .map_err(anyhow::Error::from)?;
-    sessions
-        .save(&mut session, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
+    sessions.save(&mut session, now).await?;
     let mut response = (StatusCode::OK, png).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/png"));
@@ -109,7 +102,7 @@ pub async fn check(
     typed: &str,
 ) -> Result<Result<(), CaptchaRefused>, AppError> {
     let key = captcha_key(session_id);
-    let expected = state.cache.take(&key).await.map_err(anyhow::Error::from)?;
+    let expected = state.cache.take(&key).await?;
     let Some(expected) = expected else {
         return Ok(Err(CaptchaRefused::Expired));
     };

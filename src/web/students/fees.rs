@@ -24,11 +24,7 @@ pub async fn list(
         Gate::Open(session, student) => (session, student),
         Gate::Elsewhere(response) => return Ok(response),
     };
-    let records = state
-        .store
-        .fee_items_of(student.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let records = state.store.fee_items_of(student.id).await?;
     let list = FeeList::from_records(&records, state.clock.now());
     let notice = session.data.notice.take();
     // An open order at the bank can still be paid there: say so before anything else.
@@ -44,8 +40,7 @@ pub async fn list(
         state
             .sessions()
             .save(&mut session, state.clock.now())
-            .await
-            .map_err(anyhow::Error::from)?;
+            .await?;
     }
     let markup = fee_list(
         surface,
@@ -127,11 +122,7 @@ pub(super) async fn payable_selection(
     if ticked.items.is_empty() {
         return Ok(Err("请至少勾选一个缴费项目。"));
     }
-    let records = state
-        .store
-        .fee_items_of(student.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let records = state.store.fee_items_of(student.id).await?;
     let list = FeeList::from_records(&records, state.clock.now());
     let payable: HashMap<i64, FeeLine> = list
         .payable

@@ -180,11 +180,7 @@ async fn save_and_redirect(
     session: &mut Session,
     to: &str,
 ) -> Result<Response, AppError> {
-    state
-        .sessions()
-        .save(session, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+    state.sessions().save(session, state.clock.now()).await?;
     Ok(redirect(state, Some(session), to))
 }
 
@@ -247,9 +243,7 @@ async fn sign_in_student(
     surface: Surface,
     password_typed: bool,
 ) -> Result<(), AppError> {
-    let generation = student_generation(&state.cache, student_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let generation = student_generation(&state.cache, student_id).await?;
     session.data.sign_in_student(
         student_id,
         signed_in_on(surface),
@@ -273,10 +267,7 @@ async fn gate(
 ) -> Result<Gate, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let session = sessions
-        .load(headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let session = sessions.load(headers, now).await?;
     let Some(mut session) = session else {
         return Ok(Gate::Elsewhere(redirect(state, None, surface.entry())));
     };
@@ -292,11 +283,7 @@ async fn gate(
         );
         return Ok(Gate::Elsewhere(redirect(state, None, surface.entry())));
     }
-    let student = state
-        .store
-        .find_student(student_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let student = state.store.find_student(student_id).await?;
     let still_bound = |student: &StudentAccount| match surface {
         Surface::Pc => true,
         Surface::Mobile => {
@@ -312,9 +299,7 @@ async fn gate(
             save_and_redirect(state, &mut session, surface.entry()).await?,
         ));
     };
-    let generation = student_generation(&state.cache, student_id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let generation = student_generation(&state.cache, student_id).await?;
     if !session.data.student_sign_in_holds(&generation, now) {
         // A password change, a reset or an unbinding ended it (or it is too old): only
         // signing in again brings the student back, on mobile through WeChat's OAuth.

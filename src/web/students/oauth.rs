@@ -35,19 +35,12 @@ pub async fn entry(
 ) -> Result<Response, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let mut session = sessions
-        .load_or_create(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut session = sessions.load_or_create(&headers, now).await?;
     if let Some(openid) = session.data.openid.clone() {
         let signed_in_here = session.data.signed_in_on == Some(SignedInOn::H5);
         if session.data.student_id.is_none() || !signed_in_here {
             // Recognised by the binding: the WeChat user this session's OAuth proved.
-            let student = state
-                .store
-                .find_student_by_openid(&openid)
-                .await
-                .map_err(anyhow::Error::from)?;
+            let student = state.store.find_student_by_openid(&openid).await?;
             match student {
                 Some(student) => {
                     sign_in_student(&state, &mut session, student.id, Surface::Mobile, false)
@@ -75,11 +68,7 @@ pub async fn entry(
     // WeChat allows [a-zA-Z0-9] in `state`.
     let oauth_state = hex::encode(rand::rng().random::<[u8; 16]>());
     session.data.oauth_state = Some(oauth_state.clone());
-    state
-        .sessions()
-        .save(&mut session, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    state.sessions().save(&mut session, now).await?;
     let redirect_uri = state
         .config
         .public_url
@@ -114,10 +103,7 @@ pub async fn callback(
 ) -> Result<Response, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let session = sessions
-        .load(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let session = sessions.load(&headers, now).await?;
     let expected = session
         .as_ref()
         .and_then(|session| session.data.oauth_state.clone());
@@ -141,10 +127,7 @@ pub async fn callback(
             if errcode == CODE_USED || errcode == CODE_INVALID =>
         {
             tracing::warn!(errcode, "OAuth code refused by WeChat");
-            sessions
-                .save(&mut session, now)
-                .await
-                .map_err(anyhow::Error::from)?;
+            sessions.save(&mut session, now).await?;
             return Ok(authorize_again(&state));
         }
         Err(error) => {
@@ -170,15 +153,8 @@ pub async fn callback(
         ));
     }
     // Who the session belongs to changed: a new id, so an id planted earlier is useless.
-    sessions
-        .renew(&mut session)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let student = state
-        .store
-        .find_student_by_openid(&identity.openid)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.renew(&mut session).await?;
+    let student = state.store.find_student_by_openid(&identity.openid).await?;
     session.data.sign_out_student();
     session.data.openid = Some(identity.openid);
     if let Some(student) = student {
@@ -203,11 +179,7 @@ pub async fn bind_form(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let session = state
-        .sessions()
-        .load(&headers, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+    let session = state.sessions().load(&headers, state.clock.now()).await?;
     let Some(session) = session.filter(|session| session.data.openid.is_some()) else {
         return Ok(redirect(&state, None, "/h5"));
     };
@@ -243,10 +215,7 @@ pub async fn bind(
 ) -> Result<Response, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let session = sessions
-        .load(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let session = sessions.load(&headers, now).await?;
     let Some(mut session) = session else {
         return Ok(redirect(&state, None, "/h5"));
     };
@@ -273,21 +242,14 @@ pub async fn bind(
         Ok(student) => student,
         Err(refused) => return Ok(bind_refused(&state, &session.data.csrf, &form, &refused)),
     };
-    let outcome = state
-        .store
-        .bind_wechat(student.id, &openid, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let outcome = state.store.bind_wechat(student.id, &openid, now).await?;
     tracing::info!(
         student = student.id,
         rebound = outcome.replaced_openid.is_some(),
         "student bound WeChat"
     );
     remark::set_in_background(&state, &openid, &student);
-    sessions
-        .renew(&mut session)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.renew(&mut session).await?;
     sign_in_student(&state, &mut session, student.id, Surface::Mobile, true).await?;
     if outcome.replaced_openid.is_some() {
         session.data.notice =

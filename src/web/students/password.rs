@@ -124,12 +124,9 @@ pub async fn change(
     state
         .store
         .set_student_password(student.id, &hash, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     // Every other session ends; this one carries on in the new generation.
-    let generation = end_student_sessions(&state.cache, student.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let generation = end_student_sessions(&state.cache, student.id).await?;
     session.data.generation = Some(generation);
     session.data.password_typed = false;
     tracing::info!(student = student.id, "student changed the password");

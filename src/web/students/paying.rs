@@ -408,8 +408,7 @@ pub(super) async fn bank_hold(
     let open = state
         .store
         .open_orders_of_student(student_id, &unclosable)
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let now = state.clock.now();
     Ok(open.into_iter().find_map(|order| {
         let until = held_until(&order);
@@ -455,11 +454,7 @@ async fn own_order(
         Gate::Open(_, student) => student,
         Gate::Elsewhere(response) => return Ok(Err(response)),
     };
-    let order = state
-        .store
-        .find_order(number)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let order = state.store.find_order(number).await?;
     match order.filter(|order| order.student_id == student.id) {
         Some(order) => {
             let span = tracing::Span::current();
@@ -546,11 +541,7 @@ pub async fn status(
 }
 
 async fn summary_of(state: &AppState, order: &OrderRecord) -> Result<OrderSummary, AppError> {
-    let lines = state
-        .store
-        .order_lines(order.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let lines = state.store.order_lines(order.id).await?;
     let time = order
         .paid_at
         .unwrap_or(order.created_at)

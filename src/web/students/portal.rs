@@ -25,17 +25,11 @@ use crate::web::views::signin::{FormState, portal_login};
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let mut session = sessions
-        .load_or_create(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut session = sessions.load_or_create(&headers, now).await?;
     if session.data.student_id.is_some() && session.data.signed_in_on == Some(SignedInOn::Pc) {
         return Ok(redirect(&state, None, "/fees"));
     }
-    sessions
-        .save(&mut session, now)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.save(&mut session, now).await?;
     let markup = portal_login(
         &state.config.school_name,
         &session.data.csrf,
@@ -70,11 +64,7 @@ pub async fn login(
 ) -> Result<Response, AppError> {
     let sessions = state.sessions();
     let now = state.clock.now();
-    let Some(mut session) = sessions
-        .load(&headers, now)
-        .await
-        .map_err(anyhow::Error::from)?
-    else {
+    let Some(mut session) = sessions.load(&headers, now).await? else {
         return Ok(csrf_refused(&state, Surface::Pc));
     };
     if !session.csrf_matches(&form.csrf) {
@@ -108,10 +98,7 @@ pub async fn login(
                 ));
             }
         };
-    sessions
-        .renew(&mut session)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.renew(&mut session).await?;
     sign_in_student(&state, &mut session, student.id, Surface::Pc, true).await?;
     save_and_redirect(&state, &mut session, &after_sign_in(Surface::Pc, &student)).await
 }
@@ -148,20 +135,13 @@ pub async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, AppError> {
     let sessions = state.sessions();
-    let Some(session) = sessions
-        .load(&headers, state.clock.now())
-        .await
-        .map_err(anyhow::Error::from)?
-    else {
+    let Some(session) = sessions.load(&headers, state.clock.now()).await? else {
         return Ok(redirect(&state, None, "/"));
     };
     if !session.csrf_matches(&form.csrf) {
         return Ok(csrf_refused(&state, Surface::Pc));
     }
-    sessions
-        .destroy(&session)
-        .await
-        .map_err(anyhow::Error::from)?;
+    sessions.destroy(&session).await?;
     let mut response = redirect(&state, None, "/");
     response
         .headers_mut()

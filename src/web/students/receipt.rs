@@ -22,11 +22,7 @@ pub async fn receipt(
         Gate::Open(_, student) => student,
         Gate::Elsewhere(response) => return Ok(response),
     };
-    let found = state
-        .store
-        .receipt_of(&number)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let found = state.store.receipt_of(&number).await?;
     let Some(record) = found.filter(|record| record.student_id == student.id) else {
         return Ok(AppError::NotFound.into_response());
     };

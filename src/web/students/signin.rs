@@ -58,7 +58,7 @@ pub async fn check_credentials(
         address,
         openid,
     };
-    let reservation = match guard.reserve(&attempt).await.map_err(anyhow::Error::from)? {
+    let reservation = match guard.reserve(&attempt).await? {
         Ok(reservation) => reservation,
         Err(refusal) => {
             tracing::info!(id_card = %id_card, "sign-in refused: locked");
@@ -69,8 +69,7 @@ pub async fn check_credentials(
         let student = state
             .store
             .find_student_by_id_card(id_card.as_str())
-            .await
-            .map_err(anyhow::Error::from)?;
+            .await?;
         let matches =
             password_matches(state, student.clone(), &id_card, password.to_owned()).await?;
         Ok::<_, AppError>(student.filter(|_| matches))
@@ -78,10 +77,7 @@ pub async fn check_credentials(
     .await;
     match checked {
         Ok(Some(student)) => {
-            guard
-                .succeeded(reservation)
-                .await
-                .map_err(anyhow::Error::from)?;
+            guard.succeeded(reservation).await?;
             tracing::info!(student = student.id, "student signed in");
             Ok(Ok(student))
         }

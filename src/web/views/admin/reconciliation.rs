@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use super::{beijing, csrf_field, flash, pager, yuan};
 use crate::domain::provider::Provider;
 use crate::jobs::reconcile::{channel_label, kind_label};
-use crate::store::{ReconciliationLine, ReconciliationRunRecord};
+use crate::store::{ReconciliationLine, ReconciliationRunRecord, RunStatus};
 
 pub const BUSY: &str = "同一渠道同一天的对账正在进行，请稍后再试。";
 
@@ -27,9 +27,9 @@ fn status(run: &ReconciliationRunRecord) -> Markup {
     let flagged =
         run.counts.missing_at_channel + run.counts.amount_mismatch + run.counts.unknown_at_us;
     html! {
-        @match run.status.as_str() {
-            "running" => span class="badge warn" { "进行中" },
-            "failed" => span class="badge warn" { "失败" },
+        @match run.status {
+            RunStatus::Running => span class="badge warn" { "进行中" },
+            RunStatus::Failed => span class="badge warn" { "失败" },
             _ if flagged > 0 => span class="badge warn" { "有差异" },
             _ => span class="badge ok" { "一致" },
         }
