@@ -190,16 +190,8 @@ impl Store {
         }
         let txn = self.begin_write("begin taking items").await?;
         let outcome = take_items(&txn, new).await?;
-        match outcome {
-            TakeOutcome::Created(_) => txn
-                .commit()
-                .await
-                .map_err(StoreError::query("commit a new order"))?,
-            _ => txn
-                .rollback()
-                .await
-                .map_err(StoreError::query("roll back taking items"))?,
-        }
+        let keep = matches!(outcome, TakeOutcome::Created(_));
+        commit_if(txn, keep, "commit a new order", "roll back taking items").await?;
         Ok(outcome)
     }
 
@@ -271,16 +263,14 @@ impl Store {
     ) -> Result<FlaggedOutcome, StoreError> {
         let txn = self.begin_write("begin applying a flagged payment").await?;
         let outcome = apply_flagged_in(&txn, order_id, entry, now).await?;
-        match outcome {
-            FlaggedOutcome::Applied(_) => txn
-                .commit()
-                .await
-                .map_err(StoreError::query("commit applying a flagged payment"))?,
-            _ => txn
-                .rollback()
-                .await
-                .map_err(StoreError::query("roll back applying a flagged payment"))?,
-        }
+        let keep = matches!(outcome, FlaggedOutcome::Applied(_));
+        commit_if(
+            txn,
+            keep,
+            "commit applying a flagged payment",
+            "roll back applying a flagged payment",
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -687,7 +677,7 @@ async fn mark_paid(
         });
     }
     let item_ids = item_ids_of(txn, order.id).await?;
-    let settled = settle_items(txn, order.id, &item_ids, FeeItemStatus::InOrder, now).await?;
+    let settled = settle_items(txn, order.id, &item_ids, &[FeeItemStatus::InOrder], now).await?;
     let mut paid = reread(txn, order.id).await?;
     if settled != item_ids.len() as u64 {
         // An item left the order meanwhile (waived by the office?): the money is in,
@@ -764,7 +754,7 @@ async fn paid_after_close(
         .map_err(StoreError::query("read a closed order's items"))?;
     let mut late = judge_late_payment(order.id, item_ids.len(), &items);
     if late == LatePayment::Settles
-        && settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64
+        && settle_items(txn, order.id, &item_ids, &OWED, now).await? != item_ids.len() as u64
     {
         return Err(StoreError::Inconsistent(
             "a closed order's owed items changed inside its transaction",
@@ -861,7 +851,7 @@ async fn apply_flagged_in(
             _ => "项目已减免或变更，不能入账",
         }));
     }
-    if settle_owed_items(txn, order.id, &item_ids, now).await? != item_ids.len() as u64 {
+    if settle_items(txn, order.id, &item_ids, &OWED, now).await? != item_ids.len() as u64 {
         return Ok(FlaggedOutcome::ItemsNotOwed(
             "项目状态刚刚发生变化，请刷新后重试",
         ));
@@ -912,23 +902,20 @@ async fn apply_flagged_in(
     Ok(FlaggedOutcome::Applied(Box::new(OrderRecord::from(paid))))
 }
 
-/// Marks owed items paid by `order_id`; how many it marked.
-async fn settle_owed_items(
-    txn: &DatabaseTransaction,
-    order_id: i64,
-    item_ids: &[i64],
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let result = fee_items::Entity::update_many()
-        .col_expr(fee_items::Column::Status, Expr::value(FeeItemStatus::Paid))
-        .col_expr(fee_items::Column::PaidOrderId, Expr::value(Some(order_id)))
-        .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
-        .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
-        .filter(fee_items::Column::Status.is_in(OWED))
-        .exec(txn)
-        .await
-        .map_err(StoreError::query("mark owed items paid"))?;
-    Ok(result.rows_affected)
+/// Commits what `txn` wrote when the outcome is to be kept, rolls it back otherwise.
+async fn commit_if(
+    txn: DatabaseTransaction,
+    keep: bool,
+    committing: &'static str,
+    rolling_back: &'static str,
+) -> Result<(), StoreError> {
+    if keep {
+        txn.commit().await.map_err(StoreError::query(committing))
+    } else {
+        txn.rollback()
+            .await
+            .map_err(StoreError::query(rolling_back))
+    }
 }
 
 /// The open orders other than `order_id` that hold any of `item_ids`.
@@ -956,11 +943,13 @@ async fn open_orders_holding(
     Ok(open.into_iter().map(OrderRecord::from).collect())
 }
 
+/// Marks the items of `item_ids` that are in one of the `from` states paid by
+/// `order_id`; how many it marked (the caller compares with how many it meant).
 async fn settle_items(
     txn: &DatabaseTransaction,
     order_id: i64,
     item_ids: &[i64],
-    from: FeeItemStatus,
+    from: &[FeeItemStatus],
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let result = fee_items::Entity::update_many()
@@ -968,7 +957,7 @@ async fn settle_items(
         .col_expr(fee_items::Column::PaidOrderId, Expr::value(Some(order_id)))
         .col_expr(fee_items::Column::UpdatedAt, Expr::value(now))
         .filter(fee_items::Column::Id.is_in(item_ids.iter().copied()))
-        .filter(fee_items::Column::Status.eq(from))
+        .filter(fee_items::Column::Status.is_in(from.iter().copied()))
         .exec(txn)
         .await
         .map_err(StoreError::query("mark items paid"))?;

@@ -26,7 +26,7 @@ use crate::support::seed::{item_statuses, paying_app};
 const TOTAL_FEN: i64 = 605_050;
 
 /// Posts the fee list's ticked items to `path` (a channel's button).
-async fn pay_with(browser: &mut Browser<'_>, path: &str) -> Page {
+pub(crate) async fn pay_with(browser: &mut Browser<'_>, path: &str) -> Page {
     let fees = browser.get("/fees").await;
     let ids = Browser::item_ids(&fees);
     let csrf = fees.csrf();
@@ -35,7 +35,7 @@ async fn pay_with(browser: &mut Browser<'_>, path: &str) -> Page {
     browser.post(path, &form).await
 }
 
-async fn post_form(app: &TestApp, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+pub(crate) async fn post_form(app: &TestApp, path: &str, body: Vec<u8>) -> (StatusCode, String) {
     let response = app
         .client
         .post(format!("{}{path}", app.url))
@@ -84,7 +84,7 @@ async fn pay_on_bank_page(app: &TestApp, page_url: &str) -> (StatusCode, String)
     (answer.status(), answer.text().await.expect("body"))
 }
 
-async fn order(app: &TestApp, number: &str) -> OrderRecord {
+pub(crate) async fn order(app: &TestApp, number: &str) -> OrderRecord {
     app.state
         .store
         .find_order(number)
@@ -101,7 +101,7 @@ async fn students_owing(app: &TestApp) -> u64 {
         .expect("count")
 }
 
-async fn paid_fen(app: &TestApp) -> i64 {
+pub(crate) async fn paid_fen(app: &TestApp) -> i64 {
     app.state
         .store
         .payments_totals(&PaymentFilter::default())

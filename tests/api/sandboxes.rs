@@ -9,13 +9,12 @@ use campus_pay::sandbox::abc::Tamper as AbcTamper;
 use campus_pay::sandbox::alipay::{SandboxTradeStatus, methods};
 use campus_pay::sandbox::wechat_pay::{Notification, Tamper, TradeState};
 use campus_pay::sandbox::wechat_push::{EncryptionMode, text_xml};
-use campus_pay::store::{
-    FeeItemStatus, NotificationVerdict, OrderRecord, OrderStatus, PaymentFilter,
-};
+use campus_pay::store::{FeeItemStatus, NotificationVerdict, OrderStatus};
 use chrono::TimeDelta;
 use reqwest::StatusCode;
 
-use crate::support::browser::{Browser, Page, element_text};
+use crate::channel_guards::{order, paid_fen, pay_with, post_form};
+use crate::support::browser::{Browser, element_text};
 use crate::support::seed::ZHANG_SAN;
 use crate::support::seed::{item_statuses, paying_app};
 use crate::support::{ACCOUNT, TestApp};
@@ -23,39 +22,11 @@ use crate::support::{ACCOUNT, TestApp};
 /// 张三's three items, in fen.
 const TOTAL_FEN: i64 = 605_050;
 
-/// Posts the fee list's ticked items to `path` (a channel's button).
-async fn pay_with(browser: &mut Browser<'_>, path: &str) -> Page {
-    let fees = browser.get("/fees").await;
-    let ids = Browser::item_ids(&fees);
-    let csrf = fees.csrf();
-    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
-    form.extend(ids.iter().map(|id| ("item", id.as_str())));
-    browser.post(path, &form).await
-}
-
 /// Starts paying on `path` and returns our order number from the QR page.
 async fn open_qr(browser: &mut Browser<'_>, path: &str) -> String {
     let page = pay_with(browser, path).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     element_text(&page.body, "order-number").expect("number")
-}
-
-async fn order(app: &TestApp, number: &str) -> OrderRecord {
-    app.state
-        .store
-        .find_order(number)
-        .await
-        .expect("query")
-        .expect("exists")
-}
-
-async fn paid_fen(app: &TestApp) -> i64 {
-    app.state
-        .store
-        .payments_totals(&PaymentFilter::default())
-        .await
-        .expect("totals")
-        .paid_fen
 }
 
 async fn accepted_notifications(app: &TestApp) -> u64 {
@@ -75,18 +46,6 @@ async fn post_wechat_pay(app: &TestApp, notification: &Notification) -> (StatusC
         request = request.header(name, value);
     }
     let response = request.send().await.expect("sent");
-    (response.status(), response.text().await.expect("body"))
-}
-
-async fn post_form(app: &TestApp, path: &str, body: Vec<u8>) -> (StatusCode, String) {
-    let response = app
-        .client
-        .post(format!("{}{path}", app.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
     (response.status(), response.text().await.expect("body"))
 }
 
